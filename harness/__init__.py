@@ -1,0 +1,1 @@
+"""The harness: scenarios, runner, reports, the pytest plugin and the `tahseel` CLI."""

@@ -1,0 +1,1 @@
+"""The reference collection-and-settlement service (the default system under test)."""

@@ -1,0 +1,199 @@
+"""A component: one Flask app plus its clock, scheduler, journal, faults and outbound client.
+
+Every simulator and the reference service build one ``Component`` in their app factory and call
+``install(app)``: that mounts the admin plane, journals every request, applies inbound faults, and
+turns every error into ``{"error": {"code", "message", "field"}}`` with a 4xx (never a traceback).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+from flask import Flask, Response, g, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from .calendar import BusinessCalendar
+from .clock import Clock, iso
+from .errors import ApiError, MalformedBody, Unavailable
+from .faults import FaultInjector
+from .http import OutboundClient
+from .journal import Journal, body_text
+from .scheduler import Scheduler
+
+log = logging.getLogger(__name__)
+MAX_BODY_BYTES = 1_048_576
+
+
+class Component:
+    def __init__(self, name: str, settings: dict[str, Any], *, domain_fault_kinds: set[str] | None = None,
+                 ticker: bool = True) -> None:
+        self.name = name
+        self.settings = settings
+        self.clock = Clock()
+        self.calendar = BusinessCalendar.from_config(settings.get("calendar"))
+        self.scheduler = Scheduler(self.clock)
+        self.journal = Journal()
+        self.faults = FaultInjector(self.clock, domain_fault_kinds)
+        self.http = OutboundClient(self)
+        self._reset_hooks: list[Callable[[], None]] = []
+        self._stop_hooks: list[Callable[[], None]] = []
+        self._ticker = ticker
+
+    # --- settings -----------------------------------------------------------------------------
+    def url_of(self, party: str) -> str:
+        return str(self.settings["urls"][party]).rstrip("/")
+
+    def secret(self, name: str) -> str:
+        return str(self.settings["secrets"][name])
+
+    @property
+    def own(self) -> dict[str, Any]:
+        """This component's own section of the settings."""
+        return dict(self.settings.get(self.name) or {})
+
+    # --- lifecycle ----------------------------------------------------------------------------
+    def on_reset(self, fn: Callable[[], None]) -> None:
+        self._reset_hooks.append(fn)
+
+    def on_stop(self, fn: Callable[[], None]) -> None:
+        self._stop_hooks.append(fn)
+
+    def reset(self) -> None:
+        """Forget every entity, journal entry, fault and pending task; keep the clock as it is."""
+        with self.scheduler._run_lock:
+            self.scheduler.clear()
+            self.faults.clear()
+            for hook in self._reset_hooks:
+                hook()
+            self.journal.clear()
+
+    def stop(self) -> None:
+        self.scheduler.stop_ticker()
+        for hook in self._stop_hooks:
+            hook()
+
+    # --- Flask wiring -------------------------------------------------------------------------
+    def install(self, app: Flask) -> None:
+        from .admin import admin_blueprint
+
+        app.config.setdefault("MAX_CONTENT_LENGTH", MAX_BODY_BYTES)
+        app.json.ensure_ascii = False  # type: ignore[attr-defined]
+        app.json.sort_keys = False  # type: ignore[attr-defined]
+        app.extensions["tahseel"] = self
+        app.register_blueprint(admin_blueprint(self))
+        app.before_request(self._before)
+        app.after_request(self._after)
+        app.register_error_handler(ApiError, _api_error)
+        app.register_error_handler(HTTPException, _http_error)
+        app.register_error_handler(Exception, self._unexpected)
+        if self._ticker:
+            self.scheduler.start_ticker()
+
+    def _before(self) -> Response | None:
+        g.tahseel_started = time.perf_counter()
+        g.tahseel_at = iso(self.clock.now())
+        if request.path.startswith("/_admin/"):
+            return None
+        fault = self.faults.take("in", request.path, method=request.method)
+        g.tahseel_fault = fault
+        if fault is None:
+            return None
+        if fault.kind == "down":
+            raise Unavailable(f"{self.name} is down (injected fault {fault.id})", code="DOWN")
+        if fault.kind == "delay":
+            time.sleep(float(fault.params.get("seconds", 1.0)))
+        elif fault.kind == "error":
+            status = int(fault.params.get("status", 500))
+            body = {"error": {"code": "INJECTED_ERROR", "message": f"injected fault {fault.id}"}}
+            return Response(json.dumps(body), status=status, mimetype="application/json")
+        return None
+
+    def _after(self, response: Response) -> Response:
+        if request.path.startswith("/_admin/"):
+            return response
+        fault = getattr(g, "tahseel_fault", None)
+        dropped = fault is not None and fault.kind == "drop_response"
+        response_body = "" if response.direct_passthrough else body_text(response.get_data())
+        started = getattr(g, "tahseel_started", time.perf_counter())
+        self.journal.record(
+            at=getattr(g, "tahseel_at", iso(self.clock.now())), direction="in", method=request.method,
+            url=request.url, path=request.path, status=response.status_code,
+            request_headers=dict(request.headers), request_body=body_text(request.get_data(cache=True)),
+            response_body=response_body, duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            peer=request.remote_addr or "",
+            outcome=f"fault:{fault.kind}" if fault is not None else "ok",
+            note=f"work done, answer dropped by injected fault {fault.id}" if dropped else "",
+        )
+        if dropped:
+            _drop_connection()
+        return response
+
+    def _unexpected(self, exc: Exception) -> tuple[Response, int]:
+        log.exception("unexpected error in %s", self.name)
+        body = {"error": {"code": "INTERNAL", "message": f"{type(exc).__name__}: {exc}"}}
+        return jsonify(body), 500
+
+
+def _api_error(exc: ApiError) -> tuple[Response, int]:
+    return jsonify(exc.to_dict()), exc.status
+
+
+def _http_error(exc: HTTPException) -> tuple[Response, int]:
+    code = (exc.name or "HTTP_ERROR").upper().replace(" ", "_")
+    field = "body" if exc.code in (400, 413, 415) else ("path" if exc.code == 404 else None)
+    body: dict[str, Any] = {"code": code, "message": exc.description or exc.name}
+    if field:
+        body["field"] = field
+    return jsonify({"error": body}), exc.code or 400
+
+
+def _drop_connection() -> None:
+    """Cut the TCP connection after the work is done, so the caller never learns the answer."""
+    sock = request.environ.get("werkzeug.socket") or request.environ.get("gunicorn.socket")
+    if sock is None:
+        return
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+def read_json(schema: str | None = None) -> Any:
+    """The request body as JSON, validated against ``contracts/<schema>`` when given.
+
+    Refuses bodies that are not UTF-8 JSON, that repeat a key, or that hold NaN/Infinity, with a
+    :class:`MalformedBody` naming ``body``.
+    """
+    raw = request.get_data(cache=True)
+    if not raw:
+        raise MalformedBody("the request body is empty; a JSON object is expected", field="body")
+    try:
+        data = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicate_keys,
+                          parse_constant=_no_constants)
+    except UnicodeDecodeError:
+        raise MalformedBody("the body is not UTF-8", field="body") from None
+    except ValueError as exc:
+        raise MalformedBody(f"the body is not valid JSON: {exc}", field="body") from None
+    if schema is not None:
+        from .contracts import validate
+
+        validate(schema, data)
+    return data
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed in JSON")

@@ -1,0 +1,155 @@
+"""Declared faults: what goes wrong, where, and for how long.
+
+A fault is data (``contracts/fault.schema.json``), never code: a *kind* (``down``, ``delay``,
+``timeout``, ``drop_response``, ``error``, ``duplicate`` or a party's own kind such as
+``late_batch``), a *direction* (``in`` for requests the component receives, ``out`` for calls it
+makes, ``domain`` for a party's business behaviour), a scope (endpoint glob, method, target, match
+attributes), and a life: a ``count`` of hits and/or a window on the simulated clock.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import itertools
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from .clock import Clock, iso, parse_duration, parse_instant
+from .errors import ValidationFailed
+
+HTTP_KINDS_IN = {"down", "delay", "error", "drop_response"}
+HTTP_KINDS_OUT = {"down", "delay", "timeout", "error", "drop_response", "duplicate"}
+
+
+@dataclass
+class Fault:
+    id: str
+    kind: str
+    direction: str
+    endpoint: str | None = None
+    method: str | None = None
+    target: str | None = None
+    match: dict[str, str] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+    remaining: int | None = None
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+    hits: int = 0
+
+    def active(self, now: datetime) -> bool:
+        if self.remaining is not None and self.remaining <= 0:
+            return False
+        if self.starts_at is not None and now < self.starts_at:
+            return False
+        return not (self.ends_at is not None and now >= self.ends_at)
+
+    def applies(self, direction: str, point: str, method: str | None, target: str | None,
+                attrs: dict[str, Any]) -> bool:
+        if direction != self.direction:
+            return False
+        if self.endpoint and not fnmatch.fnmatchcase(point, self.endpoint):
+            return False
+        if self.method and method and self.method.upper() != method.upper():
+            return False
+        if self.target and target != self.target:
+            return False
+        return all(str(attrs.get(k)) == str(v) for k, v in self.match.items())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "kind": self.kind, "direction": self.direction,
+            "endpoint": self.endpoint, "method": self.method, "target": self.target,
+            "match": self.match, "params": self.params, "remaining": self.remaining,
+            "from": iso(self.starts_at) if self.starts_at else None,
+            "until": iso(self.ends_at) if self.ends_at else None, "hits": self.hits,
+        }
+
+
+class FaultInjector:
+    """The active faults of one component; ``take`` finds the one that hits and counts it."""
+
+    def __init__(self, clock: Clock, domain_kinds: set[str] | None = None) -> None:
+        self.clock = clock
+        self.domain_kinds = set(domain_kinds or ())
+        self._faults: dict[str, Fault] = {}
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+
+    def add(self, spec: dict[str, Any]) -> Fault:
+        """Declare a fault from its wire form; raises :class:`ValidationFailed` naming the field."""
+        if not isinstance(spec, dict):
+            raise ValidationFailed("a fault is a JSON object", field="fault")
+        direction = spec.get("direction", "in")
+        kind = spec.get("kind")
+        allowed = {"in": HTTP_KINDS_IN, "out": HTTP_KINDS_OUT, "domain": self.domain_kinds}.get(direction)
+        if allowed is None:
+            raise ValidationFailed("direction must be 'in', 'out' or 'domain'", field="direction")
+        if kind not in allowed:
+            raise ValidationFailed(
+                f"kind {kind!r} is not a fault of direction {direction!r}; one of {sorted(allowed)}",
+                field="kind")
+        count = spec.get("count")
+        if count is not None and (not isinstance(count, int) or isinstance(count, bool) or count < 1):
+            raise ValidationFailed("count must be a positive integer", field="count")
+        for name in ("endpoint", "method", "target"):
+            if spec.get(name) is not None and not isinstance(spec.get(name), str):
+                raise ValidationFailed(f"{name} must be a string", field=name)
+        for name in ("match", "params"):
+            if not isinstance(spec.get(name, {}), dict):
+                raise ValidationFailed(f"{name} must be an object", field=name)
+        now = self.clock.now()
+        try:
+            starts = parse_instant(spec["from"]) if spec.get("from") else None
+            ends = parse_instant(spec["until"]) if spec.get("until") else None
+        except (TypeError, ValueError) as exc:
+            raise ValidationFailed(f"not an ISO 8601 instant: {exc}", field="from/until") from None
+        if spec.get("for") is not None:
+            try:
+                ends = (starts or now) + parse_duration(spec["for"])
+            except (TypeError, ValueError) as exc:
+                raise ValidationFailed(str(exc), field="for") from None
+        params = dict(spec.get("params") or {})
+        seconds = params.get("seconds")
+        if seconds is not None and (not isinstance(seconds, int | float) or isinstance(seconds, bool)
+                                    or not 0 <= seconds <= 60):
+            raise ValidationFailed("params.seconds must be a number from 0 to 60", field="params.seconds")
+        status = params.get("status")
+        if status is not None and (not isinstance(status, int) or not 100 <= status <= 599):
+            raise ValidationFailed("params.status must be an HTTP status", field="params.status")
+        with self._lock:
+            fault = Fault(
+                id=f"f{next(self._ids)}", kind=kind, direction=direction,
+                endpoint=spec.get("endpoint"), method=spec.get("method"), target=spec.get("target"),
+                match={str(k): str(v) for k, v in (spec.get("match") or {}).items()},
+                params=params, remaining=count, starts_at=starts, ends_at=ends,
+            )
+            self._faults[fault.id] = fault
+        return fault
+
+    def take(self, direction: str, point: str, *, method: str | None = None, target: str | None = None,
+             **attrs: Any) -> Fault | None:
+        """The first active fault for this call, counted as one hit; ``None`` when nothing hits."""
+        now = self.clock.now()
+        with self._lock:
+            for fault in self._faults.values():
+                if fault.active(now) and fault.applies(direction, point, method, target, attrs):
+                    fault.hits += 1
+                    if fault.remaining is not None:
+                        fault.remaining -= 1
+                    return fault
+        return None
+
+    def list(self) -> list[dict[str, Any]]:
+        now = self.clock.now()
+        with self._lock:
+            return [dict(f.to_dict(), active=f.active(now)) for f in self._faults.values()]
+
+    def remove(self, fault_id: str) -> bool:
+        with self._lock:
+            return self._faults.pop(fault_id, None) is not None
+
+    def clear(self) -> None:
+        with self._lock:
+            self._faults.clear()

@@ -1,1 +1,4 @@
-"""The harness: scenarios, runner, reports, the pytest plugin and the `tahseel` CLI."""
+"""The harness: scenarios, runner, reports and the `tahseel` CLI. It imports everything; nothing
+imports it."""
+
+__version__ = "0.1.0"

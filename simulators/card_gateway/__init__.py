@@ -1,1 +1,1 @@
-"""Simulator package: card_gateway."""
+"""Simulator package: card_gateway (the e-finance card gateway: sessions, hosted page, webhooks)."""

@@ -1,1 +1,1 @@
-"""Simulator package: settlement."""
+"""Simulator package: settlement (e-finance settlement: batches, value dates, credits, files)."""

@@ -1,0 +1,442 @@
+"""State of the e-finance card gateway: payment sessions, card attempts and outbound deliveries.
+
+No Flask here. The views parse requests and call one method per operation; everything that leaves
+the gateway afterwards (the signed webhook to the merchant, the collection line to settlement) is a
+:class:`Delivery` attempted by the component's scheduler and retried on the simulated clock, so a
+request thread never waits on another party.
+
+Card data rule (DESIGN.md): the full card number and the CVV are used to pick the outcome and are
+then dropped; a session keeps only BIN, last four and scheme.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from simulators.common.clock import iso, parse_duration
+from simulators.common.contracts import load_contract
+from simulators.common.egypt import luhn_valid
+from simulators.common.http import OutboundFailure
+from simulators.common.money import format_amount, parse_amount, parse_currency
+
+from .errors import (
+    AmountMismatch,
+    InvalidCardInput,
+    RequestIdConflict,
+    SessionAlreadyPaid,
+    SessionExpired,
+    SessionNotFound,
+)
+
+if TYPE_CHECKING:
+    from simulators.common.component import Component
+
+OPEN, APPROVED, DECLINED, EXPIRED = "OPEN", "APPROVED", "DECLINED", "EXPIRED"
+DEFAULT_RETRY_SECONDS = (60, 300, 900, 3600, 10800, 21600, 43200)
+_EXPIRY = re.compile(r"^(0[1-9]|1[0-2])/(\d{2})$")
+_CVV = re.compile(r"^\d{3}$")
+
+
+@dataclass
+class Delivery:
+    """One message the gateway must get acknowledged with a 2xx: a webhook event or a collection line.
+
+    The body is fixed when the outcome happens, so every retry re-sends the same bytes (only the
+    signature timestamp is fresh).
+    """
+
+    delivery_id: str  # the webhook's event_id, or the collection_id sent to settlement
+    kind: str  # "webhook" | "collection"
+    url: str
+    target: str  # the party called, for out-faults and the journal
+    secret_name: str
+    body: dict[str, Any]
+    state: str = "pending"  # pending | delivered | gave_up
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    next_attempt_at: datetime | None = None
+    gave_up_at: datetime | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.delivery_id,
+            "kind": self.kind,
+            "event_type": self.body.get("event_type"),
+            "url": self.url,
+            "state": self.state,
+            "attempts": list(self.attempts),
+            "next_attempt_at": iso(self.next_attempt_at) if self.next_attempt_at else None,
+            "gave_up_at": iso(self.gave_up_at) if self.gave_up_at else None,
+        }
+
+
+@dataclass
+class Session:
+    """A payment session opened by the merchant (the collection service) for one bill reference."""
+
+    session_id: str
+    merchant_request_id: str
+    merchant_reference: str
+    amount: int
+    collection_fee: int
+    currency: str
+    governorate_code: str
+    service_code: str
+    return_url: str
+    webhook_url: str
+    payment_url: str
+    language: str
+    description: str | None
+    fee_lines: list[dict[str, Any]]
+    created_at: datetime
+    expires_at: datetime
+    status: str = OPEN
+    attempts: int = 0
+    transaction_id: str | None = None
+    auth_code: str | None = None
+    card: dict[str, str] | None = None
+    decline_reason: str | None = None
+    approved_at: datetime | None = None
+    deliveries: list[Delivery] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return self.amount + self.collection_fee
+
+    def status_at(self, now: datetime) -> str:
+        """The status as seen at ``now``: an unpaid session past its expiry reads EXPIRED (lazily)."""
+        if self.status in (OPEN, DECLINED) and now >= self.expires_at:
+            return EXPIRED
+        return self.status
+
+    def webhook_state(self) -> str | None:
+        hooks = [d for d in self.deliveries if d.kind == "webhook"]
+        return hooks[-1].state if hooks else None
+
+    def to_dict(self, now: datetime) -> dict[str, Any]:
+        """The ``cg-session.schema.json`` shape."""
+        feed = [d for d in self.deliveries if d.kind == "collection"]
+        return {
+            "session_id": self.session_id,
+            "merchant_request_id": self.merchant_request_id,
+            "merchant_reference": self.merchant_reference,
+            "status": self.status_at(now),
+            "amount": format_amount(self.amount),
+            "collection_fee": format_amount(self.collection_fee),
+            "total": format_amount(self.total),
+            "currency": self.currency,
+            "payment_url": self.payment_url,
+            "created_at": iso(self.created_at),
+            "expires_at": iso(self.expires_at),
+            "governorate_code": self.governorate_code,
+            "service_code": self.service_code,
+            "description": self.description,
+            "language": self.language,
+            "fee_lines": [dict(line) for line in self.fee_lines],
+            "transaction_id": self.transaction_id,
+            "auth_code": self.auth_code,
+            "card": dict(self.card) if self.card else None,
+            "decline_reason": self.decline_reason,
+            "attempts": self.attempts,
+            "approved_at": iso(self.approved_at) if self.approved_at else None,
+            "webhook_state": self.webhook_state(),
+            "settlement_feed_state": feed[-1].state if feed else None,
+        }
+
+
+@dataclass(frozen=True)
+class CardOutcome:
+    status: str  # APPROVED | DECLINED
+    decline_reason: str | None
+    scheme: str
+
+
+class CardGatewayModel:
+    """Sessions keyed by id, plus the merchant's idempotency index; one lock guards both."""
+
+    def __init__(self, component: Component) -> None:
+        self.component = component
+        self._lock = threading.RLock()
+        self._sessions: dict[str, Session] = {}
+        self._by_request: dict[str, tuple[str, str]] = {}  # merchant_request_id -> (fingerprint, id)
+        self._deliveries: dict[str, Delivery] = {}
+        self._transactions: set[str] = set()
+        cards = load_contract("test-cards.yaml")
+        self._test_cards = {str(c["number"]): c for c in cards.get("cards", [])}
+        self._expiry_rules = {str(k): str(v) for k, v in (cards.get("expiry_rules") or {}).items()}
+
+    # --- settings -----------------------------------------------------------------------------
+    @property
+    def merchant_id(self) -> str:
+        return str(self.component.own.get("merchant_id", ""))
+
+    def _retry_seconds(self) -> list[float]:
+        return [float(s) for s in self.component.own.get("webhook_retry_seconds", DEFAULT_RETRY_SECONDS)]
+
+    # --- lifecycle ----------------------------------------------------------------------------
+    def reset(self) -> None:
+        with self._lock:
+            self._sessions.clear()
+            self._by_request.clear()
+            self._deliveries.clear()
+            self._transactions.clear()
+
+    # --- merchant API -------------------------------------------------------------------------
+    def create_session(self, body: dict[str, Any]) -> tuple[Session, bool]:
+        """Open a session, or return the one already opened for the same request (``created`` False).
+
+        ``body`` has passed ``cg-session-create.schema.json``; amounts are re-parsed here because
+        the schema cannot say that the fee lines add up to the amount.
+        """
+        amount = parse_amount(body["amount"], "amount")
+        parse_currency(body["currency"])
+        fee_lines = list(body.get("fee_lines") or [])
+        if fee_lines:
+            lines_total = sum(parse_amount(line["amount"], f"fee_lines.{i}.amount", allow_zero=True)
+                              for i, line in enumerate(fee_lines))
+            if lines_total != amount:
+                raise AmountMismatch(
+                    f"fee lines add up to {format_amount(lines_total)}, not the amount "
+                    f"{format_amount(amount)}", field="fee_lines")
+        own = self.component.own
+        fee = parse_amount(str(own.get("collection_fee", "0.00")), "card_gateway.collection_fee",
+                           allow_zero=True)
+        ttl = parse_duration(own.get("session_ttl", "24h"))
+        fingerprint = json.dumps(body, sort_keys=True, ensure_ascii=False)
+        request_id = body["merchant_request_id"]
+        with self._lock:
+            known = self._by_request.get(request_id)
+            if known is not None:
+                if known[0] != fingerprint:
+                    raise RequestIdConflict(
+                        f"merchant_request_id {request_id} was already used for another session body",
+                        field="merchant_request_id")
+                return self._sessions[known[1]], False
+            session_id = self._new_id("CS", lambda: secrets.token_hex(8).upper(), self._sessions)
+            now = self.component.clock.now()
+            session = Session(
+                session_id=session_id,
+                merchant_request_id=request_id,
+                merchant_reference=body["merchant_reference"],
+                amount=amount,
+                collection_fee=fee,
+                currency=body["currency"],
+                governorate_code=body["governorate_code"],
+                service_code=body["service_code"],
+                return_url=body["return_url"],
+                webhook_url=body["webhook_url"],
+                payment_url=f"{self.component.url_of('card_gateway')}/pay/{session_id}",
+                language=body.get("language", "ar"),
+                description=body.get("description"),
+                fee_lines=[dict(line) for line in fee_lines],
+                created_at=now,
+                expires_at=now + ttl,
+            )
+            self._sessions[session_id] = session
+            self._by_request[request_id] = (fingerprint, session_id)
+            return session, True
+
+    def get_session(self, session_id: str) -> Session:
+        with self._lock:
+            session = self._sessions.get(session_id)
+        if session is None:
+            raise SessionNotFound(f"no session {session_id}", field="session_id")
+        return session
+
+    def session_dict(self, session: Session) -> dict[str, Any]:
+        with self._lock:
+            return session.to_dict(self.component.clock.now())
+
+    def delivery_log(self, session_id: str) -> dict[str, Any]:
+        """Every webhook event of a session with each delivery attempt (time, status, outcome)."""
+        session = self.get_session(session_id)
+        with self._lock:
+            hooks = [d for d in session.deliveries if d.kind == "webhook"]
+            return {
+                "session_id": session.session_id,
+                "webhook_url": session.webhook_url,
+                "events": [d.to_dict() for d in hooks],
+                "attempts": [dict(a, event_id=d.delivery_id) for d in hooks for a in d.attempts],
+            }
+
+    # --- hosted page --------------------------------------------------------------------------
+    def payable_session(self, session_id: str) -> Session:
+        """The session if a card may still be tried on it (OPEN, or DECLINED and not yet expired)."""
+        session = self.get_session(session_id)
+        with self._lock:
+            status = session.status_at(self.component.clock.now())
+        if status == APPROVED:
+            raise SessionAlreadyPaid(f"session {session_id} is already paid", field="session_id")
+        if status == EXPIRED:
+            raise SessionExpired(f"session {session_id} expired at {iso(session.expires_at)}",
+                                 field="session_id")
+        return session
+
+    def pay(self, session_id: str, card_number: str, expiry: str, cvv: str) -> Session:
+        """Try a card on a session: approve or decline it, then queue the webhook (and settlement).
+
+        Malformed card input raises :class:`InvalidCardInput` before anything changes. The card
+        number and CVV are not kept: only BIN, last four and scheme survive this call.
+        """
+        self.payable_session(session_id)  # 404 / 409 / 410 come before any complaint about the card
+        number = re.sub(r"[\s-]", "", card_number or "")
+        if not number.isdigit() or not 12 <= len(number) <= 19:
+            raise InvalidCardInput("the card number must be 12 to 19 digits", field="card_number")
+        if not luhn_valid(number):
+            raise InvalidCardInput("the card number fails the Luhn check", field="card_number")
+        expiry = (expiry or "").strip()
+        if not _EXPIRY.match(expiry):
+            raise InvalidCardInput("the expiry date must be MM/YY", field="expiry")
+        if not _CVV.match((cvv or "").strip()):
+            raise InvalidCardInput("the CVV must be 3 digits", field="cvv")
+        outcome = self._outcome(number, expiry)
+        card = {"bin": number[:6], "last4": number[-4:], "scheme": outcome.scheme}
+        del number, card_number, cvv  # nothing below may see the full card number or the CVV
+        with self._lock:
+            session = self.payable_session(session_id)
+            now = self.component.clock.now()
+            session.attempts += 1
+            session.card = card
+            if outcome.status == APPROVED:
+                session.status = APPROVED
+                session.decline_reason = None
+                session.transaction_id = self._new_id(
+                    "TX", lambda: f"{secrets.randbelow(10**12):012d}", self._transactions)
+                self._transactions.add(session.transaction_id)
+                session.auth_code = f"{secrets.randbelow(10**6):06d}"
+                session.approved_at = now
+            else:
+                session.status = DECLINED
+                session.decline_reason = outcome.decline_reason
+            self._queue(session, self._webhook_delivery(session, now), now)
+            if session.status == APPROVED:
+                self._queue(session, self._collection_delivery(session, now), now)
+            return session
+
+    def _outcome(self, number: str, expiry: str) -> CardOutcome:
+        """Outcome from ``contracts/test-cards.yaml``: listed number first, then the expiry rules."""
+        listed = self._test_cards.get(number)
+        if listed is not None:
+            status = str(listed.get("outcome", APPROVED))
+            reason = listed.get("decline_reason") or (None if status == APPROVED else "DECLINED")
+            return CardOutcome(status, reason, str(listed.get("scheme") or scheme_of(number)))
+        rule = self._expiry_rules.get(expiry, APPROVED)
+        if rule == APPROVED:
+            return CardOutcome(APPROVED, None, scheme_of(number))
+        # DECLINED, EXPIRED_CARD, TIMED_OUT...: the issuer's answer is a decline with that reason.
+        return CardOutcome(DECLINED, rule, scheme_of(number))
+
+    # --- outbound deliveries ------------------------------------------------------------------
+    def _webhook_delivery(self, session: Session, now: datetime) -> Delivery:
+        approved = session.status == APPROVED
+        body = {
+            "event_id": self._new_id("EV", lambda: secrets.token_hex(8).upper(), self._deliveries),
+            "event_type": "payment.approved" if approved else "payment.declined",
+            "session_id": session.session_id,
+            "merchant_request_id": session.merchant_request_id,
+            "merchant_reference": session.merchant_reference,
+            "status": session.status,
+            "transaction_id": session.transaction_id if approved else None,
+            "auth_code": session.auth_code if approved else None,
+            "amount": format_amount(session.amount),
+            "collection_fee": format_amount(session.collection_fee),
+            "total": format_amount(session.total),
+            "currency": session.currency,
+            "card": dict(session.card or {}),
+            "decline_reason": session.decline_reason,
+            "governorate_code": session.governorate_code,
+            "service_code": session.service_code,
+            "occurred_at": iso(now),
+        }
+        return Delivery(delivery_id=body["event_id"], kind="webhook", url=session.webhook_url,
+                        target="reference", secret_name="card_gateway_webhook", body=body)
+
+    def _collection_delivery(self, session: Session, now: datetime) -> Delivery:
+        """The approved payment as a line of the settlement feed (``st-collection.schema.json``)."""
+        body = {
+            "collection_id": f"card:{session.transaction_id}",
+            "type": "payment",
+            "channel": "card",
+            "source": "card_gateway",
+            "governorate_code": session.governorate_code,
+            "service_code": session.service_code,
+            "bill_reference": session.merchant_reference,
+            "amount": format_amount(session.amount),
+            "collection_fee": format_amount(session.collection_fee),
+            "currency": session.currency,
+            "collected_at": iso(now),
+            "transaction_number": session.transaction_id,
+        }
+        return Delivery(delivery_id=body["collection_id"], kind="collection",
+                        url=f"{self.component.url_of('settlement')}/api/collections",
+                        target="settlement", secret_name="collections_feed", body=body)
+
+    def _queue(self, session: Session, delivery: Delivery, at: datetime) -> None:
+        session.deliveries.append(delivery)
+        self._deliveries[delivery.delivery_id] = delivery
+        self._schedule(delivery, at)
+
+    def _schedule(self, delivery: Delivery, at: datetime) -> None:
+        delivery.next_attempt_at = at
+        number = len(delivery.attempts) + 1
+        self.component.scheduler.schedule(
+            at, f"{delivery.kind} {delivery.delivery_id} attempt {number}",
+            lambda: self._attempt(delivery.delivery_id))
+
+    def _attempt(self, delivery_id: str) -> None:
+        """Send one delivery once; on no answer or a non-2xx, retry after the next backoff step."""
+        with self._lock:
+            delivery = self._deliveries.get(delivery_id)
+            if delivery is None or delivery.state != "pending":
+                return
+            url, target, body = delivery.url, delivery.target, delivery.body
+            secret = self.component.secret(delivery.secret_name)
+        timeout = float(self.component.own.get("webhook_timeout_seconds", 5))
+        now = self.component.clock.now()
+        status: int | None = None
+        try:
+            response = self.component.http.request("POST", url, target=target, json_body=body,
+                                                   sign_with=secret, timeout=timeout)
+            status = response.status
+            outcome = "delivered" if response.ok else f"http_{status}"
+        except OutboundFailure as exc:
+            outcome = exc.kind
+        with self._lock:
+            if self._deliveries.get(delivery_id) is not delivery:
+                return  # forgotten by a reset while the call was in flight
+            delivery.attempts.append({"attempt": len(delivery.attempts) + 1, "at": iso(now),
+                                      "status": status, "outcome": outcome})
+            delivery.next_attempt_at = None
+            if outcome == "delivered":
+                delivery.state = "delivered"
+                return
+            backoff = self._retry_seconds()
+            failed = len(delivery.attempts)
+            if failed <= len(backoff):
+                self._schedule(delivery, now + timedelta(seconds=backoff[failed - 1]))
+            else:
+                delivery.state = "gave_up"
+                delivery.gave_up_at = now
+
+    @staticmethod
+    def _new_id(prefix: str, draw: Any, taken: Any) -> str:
+        while True:
+            candidate = prefix + draw()
+            if candidate not in taken:
+                return candidate
+
+
+def scheme_of(number: str) -> str:
+    """The card scheme from the BIN (Meeza's national BINs first: they start with 5 too)."""
+    if number.startswith(("507803", "507808")):
+        return "Meeza"
+    if number.startswith("4"):
+        return "Visa"
+    if number[:2] in {"51", "52", "53", "54", "55"} or 2221 <= int(number[:4]) <= 2720:
+        return "Mastercard"
+    return "Unknown"

@@ -1,0 +1,111 @@
+"""The hosted payment page: its Arabic and English texts and how a session is rendered as HTML.
+
+Kept apart from the blueprint so that the later initiation protocol (encrypted XML form posts)
+can reuse the same page without touching the merchant API.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import render_template
+
+from simulators.common.clock import cairo
+from simulators.common.egypt import GOVERNORATES
+from simulators.common.errors import ApiError
+from simulators.common.money import format_amount
+
+from .models import Session
+
+TEXTS: dict[str, dict[str, str]] = {
+    "ar": {
+        "title": "الدفع الإلكتروني — بوابة إي فاينانس",
+        "simulator": "محاكي لأغراض الاختبار: لا تستخدم بطاقة حقيقية.",
+        "reference": "رقم الفاتورة",
+        "governorate": "المحافظة",
+        "service": "الخدمة",
+        "description": "البيان",
+        "fee_lines": "بنود الرسوم",
+        "amount": "المبلغ",
+        "collection_fee": "رسوم التحصيل",
+        "total": "الإجمالي",
+        "currency": "جنيه",
+        "expires": "تنتهي صلاحية جلسة الدفع في",
+        "declined_before": "رُفضت المحاولة السابقة، يمكنك المحاولة ببطاقة أخرى",
+        "invalid": "بيانات غير صحيحة",
+        "card_number": "رقم البطاقة",
+        "expiry": "تاريخ الانتهاء (شهر/سنة)",
+        "cvv": "رمز التحقق (CVV)",
+        "cardholder": "اسم حامل البطاقة",
+        "pay": "ادفع",
+        "SESSION_NOT_FOUND": "جلسة الدفع غير موجودة.",
+        "SESSION_EXPIRED": "انتهت صلاحية جلسة الدفع.",
+        "SESSION_ALREADY_PAID": "تم سداد هذه الجلسة بالفعل.",
+    },
+    "en": {
+        "title": "Online payment — e-finance gateway",
+        "simulator": "Test simulator: never use a real card.",
+        "reference": "Bill reference",
+        "governorate": "Governorate",
+        "service": "Service",
+        "description": "Description",
+        "fee_lines": "Fee lines",
+        "amount": "Amount",
+        "collection_fee": "Collection fee",
+        "total": "Total",
+        "currency": "EGP",
+        "expires": "This payment session expires at",
+        "declined_before": "The previous attempt was declined; you may try another card",
+        "invalid": "Invalid input",
+        "card_number": "Card number",
+        "expiry": "Expiry (MM/YY)",
+        "cvv": "CVV",
+        "cardholder": "Cardholder name",
+        "pay": "Pay",
+        "SESSION_NOT_FOUND": "This payment session does not exist.",
+        "SESSION_EXPIRED": "This payment session has expired.",
+        "SESSION_ALREADY_PAID": "This payment session is already paid.",
+    },
+}
+
+
+def page_language(requested: str | None, session: Session | None = None) -> str:
+    """``?lang=`` wins; otherwise the session's language; Arabic by default."""
+    if requested in TEXTS:
+        return str(requested)
+    if session is not None and session.language in TEXTS:
+        return session.language
+    return "ar"
+
+
+def render_payment_page(session: Session, lang: str, *, action: str, catalog: dict[str, Any],
+                        error: ApiError | None = None, form: dict[str, str] | None = None) -> str:
+    """The form page of a payable session; ``error`` names the field the citizen must correct."""
+    t = TEXTS[lang]
+    name_key = "name_ar" if lang == "ar" else "name_en"
+    gov = GOVERNORATES.get(session.governorate_code)
+    service = next((s for s in catalog.get("services", []) if s.get("code") == session.service_code), None)
+    fee_lines = [{"name": line.get(name_key) or line.get("code"), "amount": line["amount"]}
+                 for line in session.fee_lines]
+    error_view = None
+    if error is not None:
+        field = error.field or "body"
+        error_view = {"field": field, "field_label": t.get(field, field), "message": error.message}
+    return render_template(
+        "card_gateway/pay.html", lang=lang, t=t, session=session,
+        governorate_name=(gov[1] if lang == "ar" else gov[0]) if gov else None,
+        service_name=service.get(name_key) if service else None,
+        fee_lines=fee_lines,
+        amount=format_amount(session.amount), collection_fee=format_amount(session.collection_fee),
+        total=format_amount(session.total),
+        expires_local=cairo(session.expires_at).strftime("%Y-%m-%d %H:%M"),
+        declined_reason=session.decline_reason if session.status == "DECLINED" else None,
+        error=error_view, form=form or {"expiry": "", "cardholder": ""}, action=action,
+    )
+
+
+def render_message_page(error: ApiError, lang: str) -> str:
+    """A page that says why the session cannot be paid (unknown, expired, already paid)."""
+    t = TEXTS[lang]
+    return render_template("card_gateway/message.html", lang=lang, t=t, code=error.code,
+                           message=t.get(error.code, error.message))

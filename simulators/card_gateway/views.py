@@ -1,0 +1,115 @@
+"""HTTP face of the card gateway: the signed merchant API and the citizen's hosted payment page.
+
+Views only parse, call :class:`~simulators.card_gateway.models.CardGatewayModel` and serialise.
+The merchant API answers JSON errors (through the component's handler); the hosted page answers
+HTML even when it refuses, because a browser is on the other end.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from flask import Blueprint, Response, jsonify, make_response, redirect, request, url_for
+
+from simulators.common.component import read_json
+from simulators.common.errors import ApiError
+from simulators.common.signing import verify
+
+from .errors import InvalidCardInput, UnknownMerchant
+from .pages import page_language, render_message_page, render_payment_page
+
+if TYPE_CHECKING:
+    from simulators.common.component import Component
+
+    from .models import CardGatewayModel
+
+MERCHANT_HEADER = "X-Merchant-Id"
+
+
+def make_blueprint(component: Component, model: CardGatewayModel) -> Blueprint:
+    bp = Blueprint("card_gateway", __name__, template_folder="templates")
+
+    def authenticate_merchant() -> None:
+        """The merchant id, then the signature over the raw body, before the body is parsed."""
+        if request.headers.get(MERCHANT_HEADER, "") != model.merchant_id or not model.merchant_id:
+            raise UnknownMerchant(f"{MERCHANT_HEADER} is missing or not a known merchant",
+                                  field=MERCHANT_HEADER)
+        verify(component.secret("card_gateway_merchant"), request.headers, request.get_data(cache=True),
+               component.clock.now(), int(component.settings.get("signature_window_seconds", 300)))
+
+    # --- merchant API -------------------------------------------------------------------------
+    @bp.post("/api/sessions")
+    def create_session() -> tuple[Response, int]:
+        authenticate_merchant()
+        body = read_json("cg-session-create.schema.json")
+        session, created = model.create_session(body)
+        return jsonify(model.session_dict(session)), 201 if created else 200
+
+    @bp.get("/api/sessions/<session_id>")
+    def get_session(session_id: str) -> Response:
+        authenticate_merchant()
+        return jsonify(model.session_dict(model.get_session(session_id)))
+
+    @bp.get("/api/sessions/<session_id>/webhooks")
+    def list_webhooks(session_id: str) -> Response:
+        authenticate_merchant()
+        return jsonify(model.delivery_log(session_id))
+
+    # --- hosted payment page ------------------------------------------------------------------
+    def action_url(session_id: str) -> str:
+        lang = request.args.get("lang")
+        return url_for("card_gateway.payment_page", session_id=session_id,
+                       **({"lang": lang} if lang else {}))
+
+    def refusal(error: ApiError, session_id: str) -> Response:
+        try:
+            session = model.get_session(session_id)
+        except ApiError:
+            session = None
+        lang = page_language(request.args.get("lang"), session)
+        return _html(render_message_page(error, lang), error.status)
+
+    @bp.get("/pay/<session_id>")
+    def payment_page(session_id: str) -> Response:
+        try:
+            session = model.payable_session(session_id)
+        except ApiError as exc:
+            return refusal(exc, session_id)
+        lang = page_language(request.args.get("lang"), session)
+        return _html(render_payment_page(session, lang, action=action_url(session_id),
+                                         catalog=component.settings.get("catalog") or {}), 200)
+
+    @bp.post("/pay/<session_id>")
+    def pay(session_id: str) -> Response:
+        form = request.form
+        try:
+            session = model.pay(session_id, form.get("card_number", ""), form.get("expiry", ""),
+                                form.get("cvv", ""))
+        except InvalidCardInput as exc:
+            session = model.get_session(session_id)
+            lang = page_language(request.args.get("lang"), session)
+            kept = {"expiry": form.get("expiry", ""), "cardholder": form.get("cardholder", "")}
+            page = render_payment_page(session, lang, action=action_url(session_id), error=exc,
+                                       form=kept, catalog=component.settings.get("catalog") or {})
+            return _html(page, exc.status)
+        except ApiError as exc:
+            return refusal(exc, session_id)
+        target = _with_query(session.return_url, session_id=session.session_id, status=session.status)
+        return redirect(target, code=303)
+
+    return bp
+
+
+def _html(body: str, status: int) -> Response:
+    response = make_response(body, status)
+    response.headers["Content-Type"] = "text/html; charset=utf-8"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _with_query(url: str, **params: str) -> str:
+    """``url`` with ``params`` added to whatever query it already carries."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True) + list(params.items())
+    return urlunsplit(parts._replace(query=urlencode(query)))

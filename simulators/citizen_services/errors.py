@@ -1,0 +1,79 @@
+"""Wire errors of the central citizen-services system.
+
+Each class is one error the system returns on purpose; the common error handler renders it as
+``{"error": {"code", "message", "field"}}``. Generic errors (malformed body, schema violations,
+bad signature, idempotency conflicts) come from :mod:`simulators.common.errors`.
+"""
+
+from __future__ import annotations
+
+from simulators.common.errors import ApiError, Conflict, NotFound
+
+
+class UnknownGovernorate(ApiError):
+    """Raised when a service request names a governorate that is not in the catalog."""
+
+    code = "UNKNOWN_GOVERNORATE"
+    status = 422
+
+
+class UnknownService(ApiError):
+    """Raised when a service request names a service that is not in the catalog."""
+
+    code = "UNKNOWN_SERVICE"
+    status = 422
+
+
+class UnknownLocalUnit(ApiError):
+    """Raised when a service request names a local unit the governorate does not have."""
+
+    code = "UNKNOWN_LOCAL_UNIT"
+    status = 422
+
+
+class MissingUnits(ApiError):
+    """Raised when a per-unit fee line needs a unit (e.g. ``area_m2``) that neither the request
+    nor the service's default units give."""
+
+    code = "MISSING_UNITS"
+    status = 422
+
+
+class InvalidNationalId(ApiError):
+    """Raised when a given citizen's national ID is not structurally valid (or, when the option is
+    on, fails the community check digit)."""
+
+    code = "INVALID_NATIONAL_ID"
+    status = 422
+
+
+class UnknownRequest(NotFound):
+    """Raised when a request number (in the path or in a confirmation) was never issued."""
+
+    code = "UNKNOWN_REQUEST"
+
+
+class UnknownPayment(NotFound):
+    """Raised when a cancellation names a payment_id that was never confirmed."""
+
+    code = "UNKNOWN_PAYMENT"
+
+
+class AmountMismatch(ApiError):
+    """Raised when a confirmed amount is not the request's assessed total (P6)."""
+
+    code = "AMOUNT_MISMATCH"
+    status = 422
+
+
+class RequestMismatch(ApiError):
+    """Raised when a cancellation names another request than the one the payment confirmed."""
+
+    code = "REQUEST_MISMATCH"
+    status = 422
+
+
+class AlreadyPaid(Conflict):
+    """Raised when a request already paid by one payment_id is confirmed with another one."""
+
+    code = "ALREADY_PAID"

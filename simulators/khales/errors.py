@@ -1,0 +1,35 @@
+"""Wire errors of the Khales simulator's own API (the outlet desk and the transaction log).
+
+What the *biller* refuses is not an error of this API: it is recorded on the transaction
+(status ``REFUSED`` with the biller's code) and the call still answers 201.
+"""
+
+from __future__ import annotations
+
+from simulators.common.errors import ApiError, NotFound
+
+
+class UnknownOutlet(NotFound):
+    """Raised when an outlet payment names an outlet_id the network does not have."""
+
+    code = "UNKNOWN_OUTLET"
+
+
+class UnknownTransaction(NotFound):
+    """Raised when a transaction id in the path was never used at any outlet."""
+
+    code = "UNKNOWN_TRANSACTION"
+
+
+class UnknownGovernorate(ApiError):
+    """Raised when an outlet filter names a governorate code that is not a governorate."""
+
+    code = "UNKNOWN_GOVERNORATE"
+    status = 422
+
+
+class InvalidDate(ApiError):
+    """Raised when a ``business_date`` filter is not an ISO date ``YYYY-MM-DD``."""
+
+    code = "INVALID_DATE"
+    status = 422

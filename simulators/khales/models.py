@@ -1,0 +1,439 @@
+"""State and operations of the Khales cash network (assumed model: no public specification).
+
+An outlet's payment is the electronic bill presentment and payment conversation with the biller
+(the collection service): **inquiry** by bill reference, **payment** quoting the inquiry and the
+outlet's own transaction id (retried with the same id when no answer came), and a **reversal** of a
+payment whose outcome the outlet never learned. Every paid transaction is then reported to
+e-finance settlement on the collections feed. Nothing here knows Flask; outbound calls go through
+``component.http`` so they are journaled and fault-injectable.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import threading
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import TYPE_CHECKING, Any
+
+from simulators.common import egypt, money
+from simulators.common.clock import cairo, iso
+from simulators.common.contracts import problems
+from simulators.common.errors import Conflict
+from simulators.common.http import OutboundFailure, OutboundResponse
+
+from .errors import UnknownGovernorate, UnknownOutlet, UnknownTransaction
+
+if TYPE_CHECKING:
+    from simulators.common.component import Component
+
+BILLER_SECRET = "khales_biller"
+FEED_SECRET = "collections_feed"
+DEFAULT_REVERSAL_RETRY_SECONDS = (60, 300, 900, 3600)
+DEFAULT_FEED_RETRY_SECONDS = (60, 300, 900, 3600)
+# What the outlet tells the citizen when the biller's inquiry says the bill is not payable.
+REFUSAL_FOR_STATUS = {"PAID": "ALREADY_PAID", "EXPIRED": "EXPIRED", "CANCELLED": "CANCELLED"}
+_OUTLET_KINDS = ("صيدلية", "سوبر ماركت", "مكتبة", "كشك", "محل", "مكتب خدمات", "سنترال")
+_OPENING_HOURS = (("08:00", "22:00"), ("09:00", "23:00"), ("10:00", "24:00"), ("00:00", "24:00"))
+
+
+@dataclass
+class Outlet:
+    outlet_id: str
+    terminal_id: str
+    name_ar: str
+    governorate_code: str
+    local_unit: str | None
+    opening_hours: dict[str, str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"outlet_id": self.outlet_id, "terminal_id": self.terminal_id, "name_ar": self.name_ar,
+                "governorate_code": self.governorate_code, "local_unit": self.local_unit,
+                "opening_hours": dict(self.opening_hours)}
+
+
+@dataclass
+class Transaction:
+    transaction_id: str
+    bill_reference: str
+    outlet: Outlet
+    request_body: dict[str, Any]
+    created_at: str
+    business_date: str
+    status: str = "IN_PROGRESS"
+    amount: int | None = None
+    collection_fee: int = 0
+    attempts: int = 0
+    inquiry: Any = None
+    receipt: Any = None
+    paid_at: str | None = None
+    error: dict[str, Any] | None = None
+    reversal: dict[str, Any] | None = None
+    settlement_feed: dict[str, Any] | None = None
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        amount = money.format_amount(self.amount) if self.amount is not None else None
+        cash = money.format_amount(self.amount + self.collection_fee) if self.amount is not None else None
+        return {
+            "transaction_id": self.transaction_id, "status": self.status,
+            "bill_reference": self.bill_reference, "outlet_id": self.outlet.outlet_id,
+            "terminal_id": self.outlet.terminal_id, "governorate_code": self.outlet.governorate_code,
+            "amount": amount, "collection_fee": money.format_amount(self.collection_fee),
+            "cash_collected": cash, "currency": money.CURRENCY, "attempts": self.attempts,
+            "inquiry": copy.deepcopy(self.inquiry), "receipt": copy.deepcopy(self.receipt),
+            "error": copy.deepcopy(self.error), "reversal": copy.deepcopy(self.reversal),
+            "settlement_feed": copy.deepcopy(self.settlement_feed),
+            "created_at": self.created_at, "paid_at": self.paid_at, "business_date": self.business_date,
+            "events": copy.deepcopy(self.events),
+        }
+
+
+def _error(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"code": code, "message": message}
+    if details is not None:
+        out["details"] = details
+    return out
+
+
+def _error_code(response: OutboundResponse) -> str:
+    """The peer's machine-readable error code, or ``HTTP_<status>`` when it gave none."""
+    body = response.json()
+    if isinstance(body, dict) and isinstance(body.get("error"), dict) and body["error"].get("code"):
+        return str(body["error"]["code"])
+    return f"HTTP_{response.status}"
+
+
+def _error_message(response: OutboundResponse) -> str:
+    body = response.json()
+    if isinstance(body, dict) and isinstance(body.get("error"), dict) and body["error"].get("message"):
+        return str(body["error"]["message"])
+    return f"the peer answered HTTP {response.status}"
+
+
+class KhalesModel:
+    """Outlets and their transactions; each transaction is its own entity keyed by its id."""
+
+    def __init__(self, component: Component) -> None:
+        self.component = component
+        own = component.own
+        self.seed = own.get("seed")
+        self.outlets_per_governorate = int(own.get("outlets_per_governorate", 3))
+        self.biller_timeout = float(own.get("biller_timeout_seconds", 5))
+        self.payment_retries = int(own.get("payment_retries", 2))
+        self.surcharge = money.parse_amount(str(own.get("surcharge", "0.00")), "khales.surcharge",
+                                            allow_zero=True)
+        self.surcharge_threshold = money.parse_amount(str(own.get("surcharge_threshold", "0.00")),
+                                                      "khales.surcharge_threshold", allow_zero=True)
+        self.reversal_backoff = tuple(own.get("reversal_retry_seconds") or DEFAULT_REVERSAL_RETRY_SECONDS)
+        self.feed_backoff = tuple(own.get("feed_retry_seconds") or DEFAULT_FEED_RETRY_SECONDS)
+        self.feed_timeout = float(own.get("feed_timeout_seconds", 5))
+        self.governorates = {str(code): gov for code, gov in component.settings["catalog"]["governorates"].items()}
+        # Ids must never collide with a biller's records from an earlier run (its database survives a
+        # reset of this simulator), so they are random, not a sequence; pass transaction_id to fix one.
+        self._ids = random.SystemRandom()
+        self._lock = threading.RLock()
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every transaction; rebuild the same outlets from the seed."""
+        with self._lock:
+            self.transactions: dict[str, Transaction] = {}
+            self.outlets: dict[str, Outlet] = self._make_outlets()
+
+    # --- outlets --------------------------------------------------------------------------------
+    def _make_outlets(self) -> dict[str, Outlet]:
+        fake = egypt.make_faker(self.seed)
+        outlets: dict[str, Outlet] = {}
+        for gov_code in sorted(self.governorates):
+            units = [u["code"] for u in self.governorates[gov_code].get("local_units") or []]
+            for number in range(1, self.outlets_per_governorate + 1):
+                opens, closes = fake.random_element(_OPENING_HOURS)
+                outlet = Outlet(
+                    outlet_id=f"KH-{gov_code}-{number:04d}",
+                    terminal_id=f"T{gov_code}{fake.numerify('######')}",
+                    name_ar=f"{fake.random_element(_OUTLET_KINDS)} {fake.last_name()}",
+                    governorate_code=gov_code,
+                    local_unit=fake.random_element(units) if units else None,
+                    opening_hours={"opens": opens, "closes": closes},
+                )
+                outlets[outlet.outlet_id] = outlet
+        return outlets
+
+    def list_outlets(self, governorate_code: str | None = None) -> list[dict[str, Any]]:
+        if governorate_code is not None and governorate_code not in egypt.GOVERNORATES:
+            raise UnknownGovernorate(f"{governorate_code!r} is not a governorate code",
+                                     field="governorate_code")
+        with self._lock:
+            return [o.to_dict() for o in self.outlets.values()
+                    if governorate_code is None or o.governorate_code == governorate_code]
+
+    def _outlet(self, outlet_id: str | None) -> Outlet:
+        with self._lock:
+            if outlet_id is None:
+                if not self.outlets:
+                    raise UnknownOutlet("the network has no outlets (outlets_per_governorate is 0)",
+                                        field="outlet_id")
+                return next(iter(self.outlets.values()))
+            outlet = self.outlets.get(outlet_id)
+        if outlet is None:
+            raise UnknownOutlet(f"no Khales outlet {outlet_id}", field="outlet_id")
+        return outlet
+
+    # --- transactions ---------------------------------------------------------------------------
+    def get_transaction(self, transaction_id: str) -> dict[str, Any]:
+        with self._lock:
+            tx = self.transactions.get(transaction_id)
+            if tx is None:
+                raise UnknownTransaction(f"no Khales transaction {transaction_id}", field="transaction_id")
+            return tx.to_dict()
+
+    def list_transactions(self, business_date: date | None = None,
+                          outlet_id: str | None = None) -> list[dict[str, Any]]:
+        wanted = business_date.isoformat() if business_date else None
+        with self._lock:
+            return [tx.to_dict() for tx in self.transactions.values()
+                    if (wanted is None or tx.business_date == wanted)
+                    and (outlet_id is None or tx.outlet.outlet_id == outlet_id)]
+
+    def _new_id(self, prefix: str) -> str:
+        return prefix + "".join(str(self._ids.randrange(10)) for _ in range(12))
+
+    def _event(self, tx: Transaction, step: str, outcome: str, **extra: Any) -> None:
+        tx.events.append({"at": iso(self.component.clock.now()), "step": step, "outcome": outcome, **extra})
+
+    def outlet_payment(self, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """A citizen pays cash at an outlet; ``(transaction, created)``.
+
+        The biller's refusals are outcomes of the transaction, not errors of this call. The same
+        transaction_id with the same body replays the stored transaction without calling the biller.
+        """
+        outlet = self._outlet(body.get("outlet_id"))
+        amount = money.parse_amount(body["amount"]) if "amount" in body else None
+        now = self.component.clock.now()
+        with self._lock:
+            tx_id = body.get("transaction_id")
+            if tx_id is not None and tx_id in self.transactions:
+                existing = self.transactions[tx_id]
+                if existing.request_body != body:
+                    raise Conflict(f"transaction {tx_id} was already used with another body",
+                                   field="transaction_id")
+                return existing.to_dict(), False
+            while tx_id is None or tx_id in self.transactions:
+                tx_id = self._new_id("KHT")
+            tx = Transaction(transaction_id=tx_id, bill_reference=body["bill_reference"], outlet=outlet,
+                             request_body=copy.deepcopy(body), created_at=iso(now),
+                             business_date=cairo(now).date().isoformat())
+            self.transactions[tx_id] = tx
+        self._converse(tx, amount)
+        with self._lock:
+            return tx.to_dict(), True
+
+    def _finish(self, tx: Transaction, status: str, error: dict[str, Any] | None = None) -> None:
+        with self._lock:
+            tx.status = status
+            if error is not None:
+                tx.error = error
+
+    # --- the conversation with the biller -------------------------------------------------------
+    def _biller(self, path: str, body: dict[str, Any]) -> OutboundResponse:
+        return self.component.http.request(
+            "POST", self.component.url_of("reference") + path, target="reference", json_body=body,
+            sign_with=self.component.secret(BILLER_SECRET), timeout=self.biller_timeout)
+
+    def _converse(self, tx: Transaction, amount: int | None) -> None:
+        inquiry = self._inquire(tx)
+        if inquiry is None:
+            return
+        if amount is None:
+            amount = money.parse_amount(inquiry["total_due"], "total_due", allow_zero=True)
+            if amount == 0:
+                self._finish(tx, "REFUSED", _error("NOTHING_DUE", "the biller says nothing is due"))
+                return
+        with self._lock:
+            tx.amount = amount
+            tx.collection_fee = self.surcharge if amount > self.surcharge_threshold else 0
+        self._pay(tx, inquiry, amount)
+
+    def _inquire(self, tx: Transaction) -> dict[str, Any] | None:
+        """Ask the biller for the bill; the conforming, payable answer, or ``None`` (tx finished)."""
+        body = {"inquiry_id": self._new_id("KHI"), "bill_reference": tx.bill_reference,
+                "outlet_id": tx.outlet.outlet_id, "terminal_id": tx.outlet.terminal_id}
+        try:
+            response = self._biller("/khales/inquiry", body)
+        except OutboundFailure as exc:
+            self._event(tx, "inquiry", exc.kind)
+            self._finish(tx, "FAILED", _error("BILLER_UNREACHABLE", f"inquiry got no answer: {exc}"))
+            return None
+        self._event(tx, "inquiry", f"HTTP {response.status}")
+        if 400 <= response.status < 500:
+            self._finish(tx, "REFUSED", _error(_error_code(response), _error_message(response)))
+            return None
+        if not response.ok:
+            self._finish(tx, "FAILED", _error("BILLER_ERROR", _error_message(response)))
+            return None
+        answer = response.json()
+        with self._lock:
+            tx.inquiry = answer
+        found = problems("kh-inquiry-result.schema.json", answer)
+        if not found and answer["bill_reference"] != tx.bill_reference:
+            found = [f"bill_reference: {answer['bill_reference']} is not the one inquired"]
+        if found:
+            self._finish(tx, "FAILED", _error("INVALID_BILLER_ANSWER",
+                                              "the inquiry answer breaks kh-inquiry-result", found))
+            return None
+        if answer["status"] != "UNPAID":
+            code = REFUSAL_FOR_STATUS.get(answer["status"], answer["status"])
+            self._finish(tx, "REFUSED", _error(code, f"the bill is {answer['status']}"))
+            return None
+        return answer
+
+    def _pay(self, tx: Transaction, inquiry: dict[str, Any], amount: int) -> None:
+        """Post the payment, retrying with the same transaction id and body; reverse if unanswered."""
+        paid_at = iso(self.component.clock.now())
+        body = {"khales_transaction_id": tx.transaction_id, "inquiry_id": inquiry["inquiry_id"],
+                "bill_reference": tx.bill_reference, "amount": money.format_amount(amount),
+                "currency": money.CURRENCY, "outlet_id": tx.outlet.outlet_id, "paid_at": paid_at}
+        last = _error("NO_ANSWER", "no payment attempt was made")
+        for attempt in range(1, self.payment_retries + 2):
+            with self._lock:
+                tx.attempts = attempt
+            try:
+                response = self._biller("/khales/payments", body)
+            except OutboundFailure as exc:
+                self._event(tx, "payment", exc.kind, attempt=attempt)
+                last = _error("NO_ANSWER", f"payment attempt {attempt} got no answer: {exc}")
+                continue
+            self._event(tx, "payment", f"HTTP {response.status}", attempt=attempt)
+            if 400 <= response.status < 500:
+                self._finish(tx, "REFUSED",
+                             _error(_error_code(response), _error_message(response)))
+                return
+            if not response.ok:
+                # A 5xx says nothing certain about the work: retrying the same id is safe.
+                last = _error("NO_ANSWER", f"payment attempt {attempt}: {_error_message(response)}")
+                continue
+            receipt = response.json()
+            found = problems("kh-payment-result.schema.json", receipt)
+            if not found:
+                found = [f"{key}: {receipt[key]} is not {expected}"
+                         for key, expected in (("khales_transaction_id", tx.transaction_id),
+                                               ("bill_reference", tx.bill_reference),
+                                               ("amount", body["amount"]))
+                         if receipt[key] != expected]
+            with self._lock:
+                tx.receipt = receipt
+            if found:
+                # The biller said yes in words the outlet cannot read: the outcome is unknown.
+                last = _error("INVALID_BILLER_ANSWER", "the payment answer breaks kh-payment-result", found)
+                break
+            with self._lock:
+                tx.status, tx.paid_at, tx.error = "PAID", paid_at, None
+            self._start_feed(tx, inquiry, amount, paid_at)
+            return
+        with self._lock:
+            tx.status, tx.error = "REVERSAL_PENDING", last
+            tx.reversal = {"reversal_id": self._new_id("KHR"), "attempts": 0, "answer": None,
+                           "next_attempt_at": None}
+        self._reverse(tx.transaction_id)
+
+    def _reverse(self, transaction_id: str) -> None:
+        """One attempt to reverse a payment whose outcome is unknown; reschedules itself on no answer."""
+        with self._lock:
+            tx = self.transactions.get(transaction_id)
+            if tx is None or tx.status != "REVERSAL_PENDING" or tx.reversal is None:
+                return
+            reversal = tx.reversal
+            reversal["attempts"] += 1
+            attempt = reversal["attempts"]
+            body = {"reversal_id": reversal["reversal_id"], "khales_transaction_id": tx.transaction_id,
+                    "bill_reference": tx.bill_reference, "reason": "NO_ANSWER"}
+        try:
+            response = self._biller("/khales/reversals", body)
+        except OutboundFailure as exc:
+            self._event(tx, "reversal", exc.kind, attempt=attempt)
+            self._retry_reversal(tx, reversal, attempt, f"no answer: {exc}")
+            return
+        self._event(tx, "reversal", f"HTTP {response.status}", attempt=attempt)
+        if 400 <= response.status < 500:
+            with self._lock:
+                reversal["next_attempt_at"] = None
+            self._finish(tx, "FAILED", _error(
+                "REVERSAL_REFUSED", f"the biller refused the reversal ({_error_code(response)}): "
+                f"{_error_message(response)}; the payment's outcome is unknown"))
+            return
+        if not response.ok:
+            self._retry_reversal(tx, reversal, attempt, _error_message(response))
+            return
+        answer = response.json()
+        found = problems("kh-reversal-result.schema.json", answer)
+        if found:
+            with self._lock:
+                reversal["answer"] = answer
+            self._retry_reversal(tx, reversal, attempt, f"the reversal answer breaks kh-reversal-result: {found}")
+            return
+        with self._lock:
+            reversal.update(answer=answer, next_attempt_at=None)
+            tx.status = "REVERSED"
+
+    def _retry_reversal(self, tx: Transaction, reversal: dict[str, Any], attempt: int, why: str) -> None:
+        """Try the reversal again after the next backoff (the last interval repeats until answered)."""
+        delay = self.reversal_backoff[min(attempt - 1, len(self.reversal_backoff) - 1)]
+        at = self.component.clock.now() + timedelta(seconds=float(delay))
+        with self._lock:
+            reversal.update(next_attempt_at=iso(at), last_error=why)
+        self.component.scheduler.schedule(at, f"khales reversal {tx.transaction_id}",
+                                          lambda: self._reverse(tx.transaction_id))
+
+    # --- the collections feed to e-finance settlement -------------------------------------------
+    def _start_feed(self, tx: Transaction, inquiry: dict[str, Any], amount: int, paid_at: str) -> None:
+        """Queue the paid collection for settlement; the body is fixed now so retries repeat it."""
+        feed: dict[str, Any] = {
+            "collection_id": f"khales:{tx.transaction_id}", "type": "payment", "channel": "cash",
+            "source": "khales",
+            # Assumed: the biller names the governorate that owns the bill; else the outlet's.
+            "governorate_code": inquiry.get("governorate_code") or tx.outlet.governorate_code,
+        }
+        if inquiry.get("service_code"):
+            feed["service_code"] = inquiry["service_code"]
+        feed.update({"bill_reference": tx.bill_reference, "amount": money.format_amount(amount),
+                     "collection_fee": money.format_amount(tx.collection_fee), "currency": money.CURRENCY,
+                     "collected_at": paid_at, "transaction_number": tx.transaction_id})
+        now = self.component.clock.now()
+        with self._lock:
+            tx.settlement_feed = {"status": "PENDING", "attempts": 0, "body": feed, "next_attempt_at": iso(now),
+                                  "sent_at": None, "last_error": None}
+        self.component.scheduler.schedule(now, f"khales feed {tx.transaction_id}",
+                                          lambda: self._send_feed(tx.transaction_id))
+
+    def _send_feed(self, transaction_id: str) -> None:
+        """Deliver one collection to settlement; on failure or non-2xx, try again after a backoff."""
+        with self._lock:
+            tx = self.transactions.get(transaction_id)
+            if tx is None or tx.settlement_feed is None or tx.settlement_feed["status"] == "SENT":
+                return
+            feed = tx.settlement_feed
+            feed["attempts"] += 1
+            attempt, body = feed["attempts"], copy.deepcopy(feed["body"])
+        try:
+            response = self.component.http.request(
+                "POST", self.component.url_of("settlement") + "/api/collections", target="settlement",
+                json_body=body, sign_with=self.component.secret(FEED_SECRET), timeout=self.feed_timeout)
+        except OutboundFailure as exc:
+            self._event(tx, "settlement_feed", exc.kind, attempt=attempt)
+            why = f"no answer: {exc}"
+        else:
+            self._event(tx, "settlement_feed", f"HTTP {response.status}", attempt=attempt)
+            if response.ok:
+                with self._lock:
+                    feed.update(status="SENT", sent_at=iso(self.component.clock.now()), next_attempt_at=None,
+                                last_error=None)
+                return
+            why = f"HTTP {response.status}: {_error_message(response)}"
+        delay = self.feed_backoff[min(attempt - 1, len(self.feed_backoff) - 1)]
+        at = self.component.clock.now() + timedelta(seconds=float(delay))
+        with self._lock:
+            feed.update(next_attempt_at=iso(at), last_error=why)
+        self.component.scheduler.schedule(at, f"khales feed {transaction_id}",
+                                          lambda: self._send_feed(transaction_id))

@@ -1,0 +1,32 @@
+"""App factory of the e-finance settlement simulator (component name ``settlement``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+
+from simulators.common.component import Component
+from simulators.common.config import load_settings
+
+from .models import SettlementModel
+from .views import make_blueprint
+
+DOMAIN_FAULT_KINDS = {"late_batch"}
+
+
+def create_app(settings: dict[str, Any] | None = None) -> Flask:
+    """A settlement app: collections feed, batches, files, reports, bank statement, admin plane.
+
+    The model is the scheduler's poller: batches are credited when the clock passes their credit
+    instant, whether the ticker or ``POST /_admin/tick`` notices first.
+    """
+    settings = settings if settings is not None else load_settings()
+    app = Flask(__name__)
+    component = Component("settlement", settings, domain_fault_kinds=DOMAIN_FAULT_KINDS)
+    model = SettlementModel(component)
+    component.on_reset(model.reset)
+    component.scheduler.add_poller(model)
+    app.register_blueprint(make_blueprint(component, model))
+    component.install(app)
+    return app

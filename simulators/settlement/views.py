@@ -1,0 +1,119 @@
+"""HTTP face of e-finance settlement: the signed collections feed and the published reports.
+
+Views parse, call :class:`~simulators.settlement.models.SettlementModel` and serialise. The
+detailed settlement file is signed like every settlement message, so a reconciler can prove that
+the file it reads is the one settlement published.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from datetime import date
+from typing import TYPE_CHECKING
+
+from flask import Blueprint, Response, jsonify, request
+
+from simulators.common.component import read_json
+from simulators.common.http import encode_json
+from simulators.common.signing import sign_headers, verify
+
+from .errors import InvalidDate, InvalidQuery
+from .models import FILE_COLUMNS
+
+if TYPE_CHECKING:
+    from simulators.common.component import Component
+
+    from .models import SettlementModel
+
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_GOVERNORATE = re.compile(r"^\d{2}$")
+
+
+def make_blueprint(component: Component, model: SettlementModel) -> Blueprint:
+    bp = Blueprint("settlement", __name__)
+
+    @bp.post("/api/collections")
+    def add_collection() -> tuple[Response, int]:
+        verify(component.secret("collections_feed"), request.headers, request.get_data(cache=True),
+               component.clock.now(), int(component.settings.get("signature_window_seconds", 300)))
+        body = read_json("st-collection.schema.json")
+        answer, created = model.add_collection(body)
+        return jsonify(answer), 201 if created else 200
+
+    @bp.get("/api/batches")
+    def list_batches() -> Response:
+        raw_date = request.args.get("business_date")
+        business_date = parse_date(raw_date, "business_date") if raw_date else None
+        governorate = governorate_arg()
+        batches = model.batches(business_date, governorate)
+        return jsonify(batches=[model.batch_dict(b, with_lines=False) for b in batches])
+
+    @bp.get("/api/batches/<batch_id>")
+    def get_batch(batch_id: str) -> Response:
+        return jsonify(model.batch_dict(model.batch(batch_id), with_lines=True))
+
+    @bp.get("/api/settlement-files/<day>")
+    def settlement_file(day: str) -> Response:
+        business_date = parse_date(day, "date")
+        rows = model.file_rows(business_date, governorate_arg())
+        fmt = request.args.get("format", "csv")
+        if fmt == "json":
+            payload = {"business_date": business_date.isoformat(), "currency": "EGP",
+                       "columns": list(FILE_COLUMNS), "lines": rows}
+            raw, mimetype, suffix = encode_json(payload), "application/json", "json"
+        elif fmt == "csv":
+            raw, mimetype, suffix = _csv(rows, bom=flag_arg("bom")), "text/csv", "csv"
+        else:
+            raise InvalidQuery("format is csv (the default) or json", field="format")
+        response = Response(raw, status=200, mimetype=mimetype)
+        response.headers["Content-Type"] = f"{mimetype}; charset=utf-8"
+        response.headers["Content-Disposition"] = (
+            f'attachment; filename="settlement-{business_date.isoformat()}.{suffix}"')
+        response.headers.update(sign_headers(component.secret("settlement_notice"), raw,
+                                             component.clock.now()))
+        return response
+
+    @bp.get("/api/daily-reports/<day>")
+    def daily_report(day: str) -> Response:
+        return jsonify(model.daily_report(parse_date(day, "date")))
+
+    @bp.get("/api/bank-statements")
+    def bank_statements() -> Response:
+        return jsonify(entries=model.statement(governorate_arg()))
+
+    return bp
+
+
+def parse_date(text: str, field: str) -> date:
+    """A Cairo business date written ``YYYY-MM-DD`` (nothing else: no basic ISO form)."""
+    if not _DATE.match(text or ""):
+        raise InvalidDate(f"{field} {text!r} is not a date YYYY-MM-DD", field=field)
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise InvalidDate(f"{field} {text!r} is not a real date", field=field) from None
+
+
+def governorate_arg() -> str | None:
+    value = request.args.get("governorate_code")
+    if value is not None and not _GOVERNORATE.match(value):
+        raise InvalidQuery("governorate_code is two digits such as 01", field="governorate_code")
+    return value or None
+
+
+def flag_arg(name: str) -> bool:
+    value = request.args.get(name, "0").lower()
+    if value not in ("0", "1", "true", "false", ""):
+        raise InvalidQuery(f"{name} is 1 or 0", field=name)
+    return value in ("1", "true")
+
+
+def _csv(rows: list[dict[str, str]], *, bom: bool) -> bytes:
+    """UTF-8 CSV with a header row; ``bom`` prefixes a byte-order mark so Excel reads it as UTF-8."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=FILE_COLUMNS, lineterminator="\r\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return (b"\xef\xbb\xbf" if bom else b"") + buffer.getvalue().encode("utf-8")

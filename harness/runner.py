@@ -105,7 +105,7 @@ class Runner:
             observation: Observation = ACTIONS[step.action](run, args)
             run.clock.quiesce()
             self._save(run, step, args, observation)
-            self._check(step, observation, result)
+            self._check(substitute(step.expect or {}, run.variables), step, observation, result)
         except (ScenarioError, ValueError) as exc:
             result.status, result.message = ERROR, str(exc)
         except PartyError as exc:
@@ -130,8 +130,7 @@ class Runner:
                 raise ScenarioError(f"save {var}: no {path!r} in the step's response")
             run.variables[var] = found
 
-    def _check(self, step: Step, observation: Observation, result: StepResult) -> None:
-        expect = step.expect or {}
+    def _check(self, expect: dict[str, Any], step: Step, observation: Observation, result: StepResult) -> None:
         evidence = observation.summary()
         if "status" in expect:
             if observation.status != expect["status"]:

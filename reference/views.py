@@ -15,6 +15,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from simulators.common import signing
 from simulators.common.component import read_json
+from simulators.common.money import format_amount
 
 from .errors import InvalidQuery, UnknownBill
 
@@ -143,8 +144,6 @@ def _choice(name: str, allowed: tuple[str, ...]) -> str | None:
 
 
 def _exception(row: dict[str, Any]) -> dict[str, Any]:
-    from simulators.common.money import format_amount
-
     out = {key: row[key] for key in ("id", "kind", "status", "governorate_code", "business_date",
                                      "bill_reference", "payment_id", "detail", "opened_at", "resolved_at",
                                      "resolution")}

@@ -82,6 +82,9 @@ def make_blueprint(component: Component, model: CardGatewayModel) -> Blueprint:
 
     @bp.post("/pay/<session_id>")
     def pay(session_id: str) -> Response:
+        # Read the raw body first so the journal keeps the form (redacted: PAN masked, CVV starred);
+        # once Flask parses a form it no longer has the bytes.
+        request.get_data(cache=True)
         form = request.form
         try:
             session = model.pay(session_id, form.get("card_number", ""), form.get("expiry", ""),

@@ -38,8 +38,19 @@ def load_contract(name: str) -> Any:
 _REGISTRY: Registry = Registry(retrieve=_retrieve)  # type: ignore[call-arg]
 
 
+REQUIRED_FORMATS = ("date-time", "date", "email")
+
+
+def check_format_support() -> None:
+    """Fail at start-up if jsonschema would silently skip a format the contracts rely on."""
+    missing = [f for f in REQUIRED_FORMATS if f not in Draft202012Validator.FORMAT_CHECKER.checkers]
+    if missing:
+        raise RuntimeError(f"jsonschema cannot check formats {missing}: install rfc3339-validator")
+
+
 @cache
 def validator(name: str) -> Draft202012Validator:
+    check_format_support()
     schema = load_contract(name)
     Draft202012Validator.check_schema(schema)
     return Draft202012Validator(schema, registry=_REGISTRY,

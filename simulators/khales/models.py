@@ -11,6 +11,7 @@ e-finance settlement on the collections feed. Nothing here knows Flask; outbound
 from __future__ import annotations
 
 import copy
+import logging
 import random
 import threading
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from .errors import UnknownGovernorate, UnknownOutlet, UnknownTransaction
 if TYPE_CHECKING:
     from simulators.common.component import Component
 
+log = logging.getLogger(__name__)
 BILLER_SECRET = "khales_biller"
 FEED_SECRET = "collections_feed"
 DEFAULT_REVERSAL_RETRY_SECONDS = (60, 300, 900, 3600)
@@ -79,7 +81,7 @@ class Transaction:
         return {
             "transaction_id": self.transaction_id, "status": self.status,
             "bill_reference": self.bill_reference, "outlet_id": self.outlet.outlet_id,
-            "terminal_id": self.outlet.terminal_id, "governorate_code": self.outlet.governorate_code,
+            "terminal_id": self.outlet.terminal_id, "outlet_governorate_code": self.outlet.governorate_code,
             "amount": amount, "collection_fee": money.format_amount(self.collection_fee),
             "cash_collected": cash, "currency": money.CURRENCY, "attempts": self.attempts,
             "inquiry": copy.deepcopy(self.inquiry), "receipt": copy.deepcopy(self.receipt),
@@ -201,7 +203,9 @@ class KhalesModel:
         return prefix + "".join(str(self._ids.randrange(10)) for _ in range(12))
 
     def _event(self, tx: Transaction, step: str, outcome: str, **extra: Any) -> None:
-        tx.events.append({"at": iso(self.component.clock.now()), "step": step, "outcome": outcome, **extra})
+        """Note one exchange with a peer on the transaction: the evidence a scenario reads."""
+        with self._lock:
+            tx.events.append({"at": iso(self.component.clock.now()), "step": step, "outcome": outcome, **extra})
 
     def outlet_payment(self, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         """A citizen pays cash at an outlet; ``(transaction, created)``.
@@ -226,7 +230,13 @@ class KhalesModel:
                              request_body=copy.deepcopy(body), created_at=iso(now),
                              business_date=cairo(now).date().isoformat())
             self.transactions[tx_id] = tx
-        self._converse(tx, amount)
+        try:
+            self._converse(tx, amount)
+        except Exception as exc:
+            # A bug here must not leave the transaction IN_PROGRESS for ever: record it, then surface.
+            log.exception("outlet payment %s failed unexpectedly", tx_id)
+            self._finish(tx, "FAILED", _error("INTERNAL", f"{type(exc).__name__}: {exc}"))
+            raise
         with self._lock:
             return tx.to_dict(), True
 

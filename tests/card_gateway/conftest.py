@@ -177,10 +177,29 @@ class LiveGateway:
 
 
 @pytest.fixture
-def live_gateway(receiver: FakeCollectionService, http: requests.Session) -> Iterator[LiveGateway]:
-    app = create_app(gateway_settings(reference=receiver.url, settlement=receiver.url))
-    server = ServerThread(app).start()
-    gateway = LiveGateway(server, http)
-    gateway.admin("clock", {"set": START})
-    yield gateway
-    server.stop()
+def start_gateway(http: requests.Session) -> Iterator[Any]:
+    """Start gateways on loopback with the given party URLs; each is stopped after the test."""
+    servers: list[ServerThread] = []
+
+    def start(**urls: str) -> LiveGateway:
+        server = ServerThread(create_app(gateway_settings(**urls))).start()
+        servers.append(server)
+        gateway = LiveGateway(server, http)
+        gateway.admin("clock", {"set": START})
+        return gateway
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def live_gateway(receiver: FakeCollectionService, start_gateway: Any) -> LiveGateway:
+    """A gateway whose webhooks and settlement feed both go to the fake collection service."""
+    return start_gateway(reference=receiver.url, settlement=receiver.url)
+
+
+@pytest.fixture(name="session_body")
+def session_body_fixture() -> Any:
+    """The factory of valid ``cg-session-create`` bodies (keyword arguments change fields)."""
+    return session_body

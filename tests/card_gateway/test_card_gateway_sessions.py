@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from conftest import MERCHANT_ID, session_body
-
 from simulators.card_gateway.app import create_app
 from simulators.common.clock import iso, parse_instant
 from simulators.common.config import load_settings
@@ -13,8 +11,10 @@ from simulators.common.contracts import validate
 from simulators.common.http import encode_json
 from simulators.common.signing import sign_headers
 
+MERCHANT_ID = "9001"
 
-def test_create_session_returns_an_open_session_with_fee_total_and_expiry(merchant, app):
+
+def test_create_session_returns_an_open_session_with_fee_total_and_expiry(merchant, app, session_body):
     response = merchant.create(session_body())
 
     assert response.status_code == 201
@@ -27,7 +27,7 @@ def test_create_session_returns_an_open_session_with_fee_total_and_expiry(mercha
     assert session["payment_url"] == f"{app.extensions['tahseel'].url_of('card_gateway')}/pay/{session['session_id']}"
 
 
-def test_collection_fee_from_settings_is_added_on_top_of_the_amount():
+def test_collection_fee_from_settings_is_added_on_top_of_the_amount(session_body):
     settings = load_settings(overrides={"card_gateway": {"collection_fee": "2.50"}})
     app = create_app(settings)
     try:
@@ -41,7 +41,7 @@ def test_collection_fee_from_settings_is_added_on_top_of_the_amount():
     assert (session["amount"], session["collection_fee"], session["total"]) == ("1250.50", "2.50", "1253.00")
 
 
-def test_same_request_id_and_body_returns_the_same_session_another_body_is_a_conflict(merchant):
+def test_same_request_id_and_body_returns_the_same_session_another_body_is_a_conflict(merchant, session_body):
     first = merchant.create(session_body())
     again = merchant.create(session_body())
     other = merchant.create(session_body(amount="99.00"))
@@ -55,7 +55,7 @@ def test_same_request_id_and_body_returns_the_same_session_another_body_is_a_con
     assert merchant.get(first.get_json()["session_id"]).get_json()["amount"] == "1250.50"
 
 
-def test_bad_signature_is_refused_and_changes_nothing(merchant, client):
+def test_bad_signature_is_refused_and_changes_nothing(merchant, client, session_body):
     raw = encode_json(session_body())
     headers = merchant.headers(raw)
     headers["X-Tahseel-Signature"] = "v1=" + "0" * 64
@@ -78,14 +78,14 @@ def test_unknown_merchant_is_refused_before_the_body_is_read(merchant, client):
         "field": "X-Merchant-Id"}
 
 
-def test_body_that_breaks_the_contract_names_the_field(merchant):
+def test_body_that_breaks_the_contract_names_the_field(merchant, session_body):
     response = merchant.create(session_body(amount=1250.5))
 
     assert response.status_code == 422
     assert response.get_json()["error"]["field"] == "amount"
 
 
-def test_fee_lines_must_add_up_to_the_amount(merchant):
+def test_fee_lines_must_add_up_to_the_amount(merchant, session_body):
     lines = [{"code": "BASE", "amount": "1000.00"}, {"code": "VAT", "amount": "200.00"}]
     response = merchant.create(session_body(fee_lines=lines))
 
@@ -94,7 +94,7 @@ def test_fee_lines_must_add_up_to_the_amount(merchant):
     assert response.get_json()["error"]["field"] == "fee_lines"
 
 
-def test_status_query_is_signed_and_reports_expired_after_the_ttl(merchant, client, app):
+def test_status_query_is_signed_and_reports_expired_after_the_ttl(merchant, client, app, session_body):
     session_id = merchant.create(session_body()).get_json()["session_id"]
 
     unsigned = client.get(f"/api/sessions/{session_id}", headers={"X-Merchant-Id": MERCHANT_ID})

@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -234,6 +235,13 @@ def khales(khales_factory: Callable[..., FlaskClient], fake_biller: FakeBiller,
     """Khales pointed at the fake biller and the fake settlement, clocks together."""
     return khales_factory({"urls": {"reference": fake_biller.url, "settlement": fake_settlement.url},
                            "khales": {"biller_timeout_seconds": 2}})
+
+
+@pytest.fixture
+def bills() -> SimpleNamespace:
+    """The fake biller's bill references, by what they are for."""
+    return SimpleNamespace(unpaid=UNPAID_BILL, paid=PAID_BILL, expired=EXPIRED_BILL, broken=BROKEN_BILL,
+                           big=BIG_BILL, clock_at=CLOCK_AT)
 
 
 def add_fault(client: FlaskClient, **spec: Any) -> dict[str, Any]:

@@ -1,0 +1,46 @@
+"""The reference collection-and-settlement service's app factory (component name ``reference``).
+
+Built like every component (``simulators/common/README.md``): the ledger and its helpers know nothing
+of Flask; the blueprint parses and serialises; ``component.install`` adds the admin plane, the
+journal, inbound faults and the one error handler. The outbox and the reconciliation are pollers on
+the component's scheduler, so the harness drives them with ``/_admin/clock`` and ``/_admin/tick``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+
+from simulators.common.component import Component
+from simulators.common.config import load_settings
+
+from .ledger import Ledger
+from .outbox import Outbox
+from .reconciliation import Reconciliation
+from .reports import Reports
+from .store import Store
+from .upstream import Upstreams
+from .views import make_blueprint
+
+
+def create_app(settings: dict[str, Any] | None = None) -> Flask:
+    settings = settings if settings is not None else load_settings()
+    own = settings.get("reference") or {}
+    app = Flask(__name__)
+    # ``reference.ticker: false`` leaves due work to /_admin/tick alone (deterministic unit tests).
+    component = Component("reference", settings, ticker=bool(own.get("ticker", True)))
+    store = Store(str(own.get("database", ".tahseel/reference.sqlite3")))
+    outbox = Outbox(component, store)
+    reconciliation = Reconciliation(component, store)
+    ledger = Ledger(component, store, outbox, reconciliation, Upstreams(component))
+    reports = Reports(component, store, reconciliation)
+    component.scheduler.add_poller(outbox)
+    component.scheduler.add_poller(reconciliation)
+    component.on_reset(store.wipe)
+    component.on_stop(store.close)
+    app.register_blueprint(make_blueprint(component, store, ledger, outbox, reconciliation, reports))
+    component.install(app)
+    app.extensions["reference"] = {"store": store, "ledger": ledger, "outbox": outbox,
+                                   "reconciliation": reconciliation}
+    return app

@@ -1,0 +1,127 @@
+"""Payment orders: created once per service request, from the amounts citizen services assessed (P6)."""
+
+from __future__ import annotations
+
+from simulators.common.contracts import problems
+from simulators.common.egypt import luhn_valid
+
+
+def test_order_is_created_once_per_request(ref, citizen_services):
+    first = ref.client.post("/api/orders", json={"request_number": "SR-01-00000001"})
+    again = ref.client.post("/api/orders", json={"request_number": "SR-01-00000001"})
+
+    assert first.status_code == 201
+    assert again.status_code == 200
+    order = first.get_json()
+    assert again.get_json()["bill_reference"] == order["bill_reference"]
+    assert problems("ref-order.schema.json", order) == []
+    assert luhn_valid(order["bill_reference"]) and len(order["bill_reference"]) == 12
+    assert order["amount"] == "855.00" and order["paid_amount"] == "0.00"
+    assert order["status"] == "UNPAID" and order["payer_name"] == "أحمد محمد علي"
+    assert order["expires_at"] == ref.at("2026-12-10T10:00:00+02:00")  # order_ttl 72h
+    assert {line["revenue_pool"] for line in order["fee_lines"]} == {"BLD", "VAT"}
+    assert ref.order(order["bill_reference"])["bill_reference"] == order["bill_reference"]
+
+
+def test_unknown_request_is_404_and_creates_nothing(ref):
+    response = ref.client.post("/api/orders", json={"request_number": "SR-01-99999999"})
+
+    assert response.status_code == 404
+    assert response.get_json()["error"]["code"] == "UNKNOWN_REQUEST"
+    assert response.get_json()["error"]["field"] == "request_number"
+
+
+def test_citizen_services_down_is_503(ref, citizen_services):
+    citizen_services.down = True
+
+    response = ref.client.post("/api/orders", json={"request_number": "SR-01-00000001"})
+
+    assert response.status_code == 503
+    assert response.get_json()["error"]["code"] == "UPSTREAM_UNAVAILABLE"
+
+
+def test_request_already_paid_is_409(ref, citizen_services, service_request):
+    citizen_services.requests["SR-01-00000002"] = service_request("SR-01-00000002", status="PAID")
+
+    response = ref.client.post("/api/orders", json={"request_number": "SR-01-00000002"})
+
+    assert response.status_code == 409
+    assert response.get_json()["error"]["code"] == "ALREADY_PAID"
+
+
+def test_bad_bodies_are_refused(ref):
+    malformed = ref.client.post("/api/orders", data=b'{"request_number": ', content_type="application/json")
+    invalid = ref.client.post("/api/orders", json={"request_number": "42"})
+
+    assert malformed.status_code == 400 and malformed.get_json()["error"]["field"] == "body"
+    assert invalid.status_code == 422 and invalid.get_json()["error"]["field"] == "request_number"
+
+
+def test_unknown_bill_is_404(ref):
+    response = ref.client.get("/api/orders/123456789012")
+
+    assert response.status_code == 404
+    assert response.get_json()["error"]["code"] == "UNKNOWN_BILL"
+
+
+def test_expired_order_is_replaced_by_a_new_one(ref):
+    order = ref.create_order()
+    ref.advance("73h")
+
+    assert ref.order(order["bill_reference"])["status"] == "EXPIRED"
+    renewed = ref.client.post("/api/orders", json={"request_number": "SR-01-00000001"})
+    assert renewed.status_code == 201
+    assert renewed.get_json()["bill_reference"] != order["bill_reference"]
+    assert ref.order(order["bill_reference"])["status"] == "EXPIRED"
+
+
+def test_card_payment_opens_a_signed_gateway_session(ref, card_gateway):
+    order = ref.create_order()
+
+    response = ref.client.post(f"/api/orders/{order['bill_reference']}/card-payments", json={"language": "ar"})
+
+    assert response.status_code == 201, response.get_json()
+    answer = response.get_json()
+    assert answer["session_id"] == "CS-000001" and answer["payment_url"].endswith("/pay/CS-000001")
+    sent = card_gateway.created[0]
+    assert problems("cg-session-create.schema.json", sent["body"]) == []
+    assert sent["body"]["merchant_reference"] == order["bill_reference"]
+    assert sent["body"]["merchant_request_id"] == answer["merchant_request_id"]
+    assert sent["body"]["amount"] == "855.00"
+    assert sent["body"]["webhook_url"] == "http://127.0.0.1:9/webhooks/card-gateway"
+    assert sent["headers"]["X-Merchant-Id"] == "9001"
+    assert sent["headers"]["X-Tahseel-Signature"].startswith("v1=")
+
+
+def test_card_payment_when_gateway_is_down_is_503(ref, card_gateway):
+    order = ref.create_order()
+    card_gateway.down = True
+
+    response = ref.client.post(f"/api/orders/{order['bill_reference']}/card-payments")
+
+    assert response.status_code == 503
+    assert response.get_json()["error"]["code"] == "UPSTREAM_UNAVAILABLE"
+
+
+def test_card_payment_on_a_paid_order_is_409(ref):
+    order = ref.create_order()
+    assert ref.khales_payment(order).status_code == 200
+
+    response = ref.client.post(f"/api/orders/{order['bill_reference']}/card-payments", json={})
+
+    assert response.status_code == 409
+    assert response.get_json()["error"]["code"] == "ALREADY_PAID"
+
+
+def test_return_page_shows_the_order_in_arabic_and_english(ref):
+    order = ref.create_order()
+    session = ref.client.post(f"/api/orders/{order['bill_reference']}/card-payments").get_json()
+
+    page = ref.client.get(f"/payments/return?session_id={session['session_id']}")
+    missing = ref.client.get("/payments/return?session_id=nope")
+
+    assert page.status_code == 200 and page.content_type.startswith("text/html")
+    text = page.get_data(as_text=True)
+    assert 'dir="rtl"' in text and "لم يتم السداد بعد" in text and "Not paid yet" in text
+    assert order["bill_reference"] in text
+    assert missing.status_code == 404

@@ -1,0 +1,65 @@
+"""The daily report: collections by channel, service, revenue pool and budget chapter (L2, L3, E5)."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture
+def two_payments(ref, citizen_services, card_gateway, service_request):
+    """Two building-permit renewals on Monday 2026-12-07: one in cash, one by card."""
+    citizen_services.requests["SR-01-00000002"] = service_request("SR-01-00000002")
+    cash = ref.create_order()
+    ref.khales_payment(cash)
+    card = ref.create_order("SR-01-00000002")
+    opened = ref.client.post(f"/api/orders/{card['bill_reference']}/card-payments").get_json()
+    card_gateway.approve(opened["session_id"], "TXN-9")
+    body = {"event_id": "EVT-9", "event_type": "payment.approved", "session_id": opened["session_id"],
+            "merchant_request_id": opened["merchant_request_id"], "merchant_reference": card["bill_reference"],
+            "status": "APPROVED", "transaction_id": "TXN-9", "amount": "855.00", "collection_fee": "0.00",
+            "total": "855.00", "currency": "EGP", "card": {"bin": "507803", "last4": "0001"},
+            "occurred_at": ref.now()}
+    assert ref.signed("/webhooks/card-gateway", body, "card_gateway_webhook").status_code == 200
+    return cash, card
+
+
+def test_daily_report_sums_by_revenue_pool_and_budget_chapter(ref, two_payments):
+    report = ref.client.get("/api/reports/daily?date=2026-12-07").get_json()
+
+    assert report["total"] == {"count": 2, "amount": "1710.00"}
+    [cairo] = report["governorates"]
+    assert cairo["governorate_code"] == "01" and cairo["governorate_name_ar"] == "القاهرة"
+    collections = cairo["collections"]
+    assert {k: v["amount"] for k, v in collections["by_channel"].items()} == {"card": "855.00", "cash": "855.00"}
+    assert collections["by_service"]["BPR"]["count"] == 2
+    assert {k: (v["count"], v["amount"]) for k, v in collections["by_revenue_pool"].items()} == {
+        "BLD": (4, "1500.00"), "VAT": (2, "210.00")}  # two BLD lines per payment
+    assert collections["by_revenue_pool"]["VAT"]["name_ar"] == "ضريبة القيمة المضافة"
+    assert {k: v["amount"] for k, v in collections["by_budget_chapter"].items()} == {"1": "210.00",
+                                                                                    "3": "1500.00"}
+    assert cairo["settlement"]["status"] == "PENDING"
+    assert cairo["settlement"]["expected_value_date"] == "2026-12-09"
+
+
+def test_daily_report_as_csv_with_arabic_labels(ref, two_payments):
+    plain = ref.client.get("/api/reports/daily?date=2026-12-07&format=csv")
+    with_bom = ref.client.get("/api/reports/daily?date=2026-12-07&format=csv&bom=1")
+
+    assert plain.status_code == 200 and plain.content_type.startswith("text/csv")
+    text = plain.get_data().decode("utf-8")
+    assert text.startswith("كود المحافظة,المحافظة")
+    assert "حسب وعاء الإيراد,BLD,رسوم التراخيص والبناء,4,1500.00" in text
+    assert with_bom.get_data().startswith("\ufeff".encode())
+
+
+def test_report_needs_a_valid_date(ref):
+    for query in ("", "?date=07-12-2026", "?date=2026-02-30"):
+        response = ref.client.get(f"/api/reports/daily{query}")
+        assert response.status_code == 400 and response.get_json()["error"]["field"] == "date"
+
+
+def test_report_for_one_governorate_without_collections(ref):
+    report = ref.client.get("/api/reports/daily?date=2026-12-07&governorate_code=02").get_json()
+
+    [alexandria] = report["governorates"]
+    assert alexandria["collections"]["count"] == 0 and alexandria["settlement"]["status"] == "PENDING"

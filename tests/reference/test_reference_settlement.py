@@ -1,0 +1,155 @@
+"""Settlement notices against the ledger, on the Egyptian business calendar (E2: within T+2)."""
+
+from __future__ import annotations
+
+import copy
+from datetime import date
+
+from reference.app import create_app
+
+
+def notice(ref, *, notice_id="NTC-1", business_date="2026-12-07", value_date="2026-12-09",
+           credited_at="2026-12-09T10:00:00+02:00", amount="855.00", bill_reference=None, governorate="01"):
+    transactions = []
+    if bill_reference:
+        transactions.append({"collection_id": "COL-1", "channel": "cash", "bill_reference": bill_reference,
+                             "amount": amount, "collection_fee": "0.00", "transaction_number": "KH-TXN-1",
+                             "collected_at": ref.at("2026-12-07T10:00:00+02:00"), "service_code": "BPR"})
+    return {"notice_id": notice_id, "batch_id": f"B-{governorate}-{business_date}",
+            "governorate_code": governorate, "business_date": business_date, "value_date": value_date,
+            "credited_at": ref.at(credited_at), "iban": "EG380019000500000000263180002", "amount": amount,
+            "collection_fees": "0.00", "currency": "EGP", "mode": "gross", "transactions": transactions}
+
+
+def send(ref, body):
+    return ref.signed("/settlement/notices", body, "settlement_notice")
+
+
+def settlement(ref, day="2026-12-07"):
+    report = ref.client.get(f"/api/reports/daily?date={day}&governorate_code=01").get_json()
+    return report["governorates"][0]["settlement"]
+
+
+def exceptions(ref, **query):
+    text = "&".join(f"{k}={v}" for k, v in query.items())
+    return ref.client.get(f"/api/reconciliation/exceptions?{text}").get_json()["exceptions"]
+
+
+def paid_order(ref):
+    order = ref.create_order()
+    assert ref.khales_payment(order).status_code == 200
+    return order
+
+
+def test_credit_on_the_value_date_is_on_time(ref):
+    order = paid_order(ref)  # Monday 2026-12-07 10:00 Cairo
+    assert settlement(ref)["status"] == "PENDING"
+    assert settlement(ref)["expected_value_date"] == "2026-12-09"  # Wednesday, T+2
+
+    ref.set_clock("2026-12-09T10:05:00+02:00")
+    response = send(ref, notice(ref, bill_reference=order["bill_reference"]))
+
+    assert response.status_code == 200, response.get_json()
+    result = response.get_json()["reconciliation"]
+    assert result["status"] == "ON_TIME" and result["difference"] == "0.00" and result["days_late"] == 0
+    assert response.get_json()["unmatched_transactions"] == 0
+    assert settlement(ref)["status"] == "ON_TIME" and settlement(ref)["credited_amount"] == "855.00"
+    assert exceptions(ref) == []
+
+
+def test_credit_the_next_day_is_late_by_one_business_day(ref):
+    paid_order(ref)
+    ref.set_clock("2026-12-10T10:05:00+02:00")
+
+    result = send(ref, notice(ref, credited_at="2026-12-10T10:00:00+02:00")).get_json()["reconciliation"]
+
+    assert result["status"] == "LATE" and result["days_late"] == 1
+    [late] = exceptions(ref, kind="LATE_SETTLEMENT")
+    assert late["status"] == "RESOLVED" and "1 business day(s) late" in late["resolution"]
+
+
+def test_missing_credit_is_overdue_at_cairo_midnight_then_late_when_it_comes(ref):
+    paid_order(ref)
+
+    ref.set_clock("2026-12-09T23:59:59+02:00")
+    assert exceptions(ref) == [] and settlement(ref)["status"] == "PENDING"
+    ref.set_clock("2026-12-10T00:00:00+02:00")  # end of Wednesday, the expected value date
+    [overdue] = exceptions(ref, status="OPEN")
+    assert overdue["kind"] == "LATE_SETTLEMENT" and overdue["business_date"] == "2026-12-07"
+    assert settlement(ref)["status"] == "OVERDUE"
+
+    ref.set_clock("2026-12-13T10:05:00+02:00")  # Sunday: Thursday and Sunday are business days late
+    result = send(ref, notice(ref, credited_at="2026-12-13T10:00:00+02:00")).get_json()["reconciliation"]
+
+    assert result["status"] == "LATE" and result["days_late"] == 2
+    [resolved] = exceptions(ref)
+    assert resolved["id"] == overdue["id"] and resolved["status"] == "RESOLVED"
+    assert resolved["resolved_at"] == ref.at("2026-12-13T10:05:00+02:00")
+    assert settlement(ref)["status"] == "LATE" and settlement(ref)["days_late"] == 2
+
+
+def test_thursday_and_weekend_collections_settle_after_the_weekend(ref, citizen_services, service_request):
+    citizen_services.requests["SR-01-00000002"] = service_request("SR-01-00000002")
+    ref.set_clock("2026-12-10T15:00:00+02:00")  # Thursday
+    paid_order(ref)
+    ref.set_clock("2026-12-11T12:00:00+02:00")  # Friday: belongs to Sunday's business date
+    order = ref.create_order("SR-01-00000002")
+    ref.khales_payment(order, txn="KH-TXN-FRI")
+
+    assert settlement(ref, "2026-12-10")["expected_value_date"] == "2026-12-14"  # Sun, Mon
+    assert ref.order(order["bill_reference"])["payments"][0]["business_date"] == "2026-12-13"
+    assert settlement(ref, "2026-12-13")["expected_value_date"] == "2026-12-15"
+
+
+def test_public_holidays_move_the_value_date(ref, settings):
+    # Coptic Christmas, Thursday 2027-01-07: Wednesday's collections are due Monday 2027-01-11.
+    ref.set_clock("2027-01-06T10:00:00+02:00")
+    paid_order(ref)
+    assert settlement(ref, "2027-01-06")["expected_value_date"] == "2027-01-11"
+    # A holiday added by decree in the configuration counts too.
+    moved = copy.deepcopy(settings)
+    moved["calendar"]["extra_holidays"] = ["2026-12-08"]
+    app = create_app(moved)
+    try:
+        reconciliation = app.extensions["reference"]["reconciliation"]
+        assert reconciliation.expected_value_date(date(2026, 12, 7)).isoformat() == "2026-12-10"
+    finally:
+        app.extensions["tahseel"].stop()
+
+
+def test_short_credit_is_an_exception(ref):
+    paid_order(ref)
+    ref.set_clock("2026-12-09T10:05:00+02:00")
+
+    result = send(ref, notice(ref, amount="800.00")).get_json()["reconciliation"]
+
+    assert result["status"] == "SHORT" and result["difference"] == "-55.00"
+    [short] = exceptions(ref, status="OPEN")
+    assert short["kind"] == "SHORT_SETTLEMENT" and short["amount"] == "55.00"
+
+
+def test_notice_is_idempotent_and_signed(ref):
+    paid_order(ref)
+    ref.set_clock("2026-12-09T10:05:00+02:00")
+    body = notice(ref)
+
+    first = send(ref, body)
+    again = send(ref, body)
+    other = send(ref, dict(body, amount="1.00"))
+    forged = ref.signed("/settlement/notices", body, "khales_biller")
+
+    assert again.status_code == 200 and again.get_json() == first.get_json()
+    assert other.status_code == 409 and other.get_json()["error"]["field"] == "notice_id"
+    assert forged.status_code == 401
+    assert settlement(ref)["credited_amount"] == "855.00"
+
+
+def test_orphan_collection_in_a_notice_is_reported(ref):
+    ref.set_clock("2026-12-09T10:05:00+02:00")
+
+    answer = send(ref, notice(ref, bill_reference="123456789012")).get_json()
+
+    assert answer["unmatched_transactions"] == 1
+    assert answer["reconciliation"]["status"] == "OVER"
+    kinds = sorted(e["kind"] for e in exceptions(ref, status="OPEN"))
+    assert kinds == ["ORPHAN_COLLECTION", "OVER_SETTLEMENT"]

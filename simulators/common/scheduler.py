@@ -61,7 +61,7 @@ class Scheduler:
             if self._heap:
                 candidates.append(self._heap[0][0])
         for poller in self._pollers:
-            due = poller.next_due()
+            due = self._poller_due(poller)
             if due is not None:
                 candidates.append(due)
         return min(candidates) if candidates else None
@@ -84,8 +84,19 @@ class Scheduler:
                 self._guarded(name, fn)
                 ran += 1
             for poller in self._pollers:
-                ran += self._guarded(type(poller).__name__, lambda p=poller: p.run_due(now)) or 0
+                due = self._poller_due(poller)  # cheap; spares a run on every tick with nothing due
+                if due is not None and due <= now:
+                    ran += self._guarded(type(poller).__name__, lambda p=poller: p.run_due(now)) or 0
         return ran
+
+    def _poller_due(self, poller: Poller) -> datetime | None:
+        try:
+            return poller.next_due()
+        except Exception as exc:  # noqa: BLE001 - reported in /_admin/health, never kills the ticker
+            log.exception("poller %s could not say when it is due", type(poller).__name__)
+            self.errors.append(f"{type(poller).__name__}.next_due: {exc!r}")
+            del self.errors[:-50]
+            return None
 
     def _guarded(self, name: str, fn: Callable[[], object]) -> int:
         # Due work must never kill the ticker; a failure is logged and kept for /_admin/health.

@@ -70,14 +70,23 @@ class SharedClock:
         return parse_instant(self.parties.admin(self.controlled[0], "GET", "/clock")["now"])
 
     def quiesce(self, max_rounds: int = 100) -> int:
-        """Tick every party until none has work due now; returns the work done."""
+        """Tick every party until none has work due now; returns the work done.
+
+        A round in which nobody ran anything is not enough: a party's own ticker may have done work
+        during the round that made work due at a party ticked earlier (a webhook that queued a
+        confirmation). So the round ends with every party saying nothing is due at its now.
+        """
         total = 0
         for _ in range(max_rounds):
             ran = sum(int(self.parties.admin(p, "POST", "/tick").get("ran", 0)) for p in self.controlled)
             total += ran
-            if ran == 0:
+            if ran == 0 and not any(self._due_now(p) for p in self.controlled):
                 return total
         raise PartyError(f"parties still busy after {max_rounds} rounds of due work (a retry loop?)")
+
+    def _due_now(self, party: str) -> bool:
+        state = self.parties.admin(party, "GET", "/clock")
+        return bool(state.get("next_due")) and parse_instant(state["next_due"]) <= parse_instant(state["now"])
 
     def _set_all(self, instant: datetime) -> None:
         for party in self.controlled:

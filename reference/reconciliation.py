@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from simulators.common.calendar import cairo_datetime, parse_hhmm
 from simulators.common.clock import cairo, iso, parse_instant
 from simulators.common.errors import Conflict
-from simulators.common.money import format_amount, parse_amount
+from simulators.common.money import format_amount, parse_signed_amount
 
 if TYPE_CHECKING:
     from simulators.common.component import Component
@@ -114,8 +114,8 @@ class Reconciliation:
         """Record a credit notice once (idempotent by ``notice_id``) and reconcile its day."""
         now = self.component.clock.now()
         fingerprint = body_hash(body)
-        amount = parse_amount(body["amount"], "amount", allow_zero=True)
-        fees = parse_amount(body.get("collection_fees", "0.00"), "collection_fees", allow_zero=True)
+        amount = parse_signed_amount(body["amount"], "amount")
+        fees = parse_signed_amount(body.get("collection_fees", "0.00"), "collection_fees")
         business_date = date.fromisoformat(body["business_date"])
         credited_at = iso(parse_instant(body["credited_at"]))
         gov = body["governorate_code"]
@@ -155,7 +155,7 @@ class Reconciliation:
                 "exception_key": f"ORPHAN_COLLECTION:{body['notice_id']}:{tx['collection_id']}",
                 "kind": "ORPHAN_COLLECTION", "governorate_code": body["governorate_code"],
                 "business_date": body["business_date"], "bill_reference": tx["bill_reference"],
-                "amount": parse_amount(tx["amount"], "transactions.amount", allow_zero=True),
+                "amount": parse_signed_amount(tx["amount"], "transactions.amount"),
                 "detail": f"settled {tx['channel']} collection {tx['transaction_number']} has no captured"
                           " payment in the ledger", "opened_at": iso(now)})
         return unmatched
@@ -172,7 +172,7 @@ class Reconciliation:
                                          f" {result['days_late']} business day(s) late")
         else:
             self.store.resolve_exception(late_key, stamp, f"credited at {result['credited_at']}")
-        difference = parse_amount(result["difference"].lstrip("-"), "difference", allow_zero=True)
+        difference = abs(parse_signed_amount(result["difference"], "difference"))
         for kind in ("SHORT_SETTLEMENT", "OVER_SETTLEMENT"):
             key = f"{kind}:{gov}:{day}"
             if result["status"] == kind.split("_")[0]:

@@ -31,6 +31,13 @@ def parse_amount(value: Any, field: str = "amount", *, allow_zero: bool = False)
     return piasters
 
 
+def parse_signed_amount(value: Any, field: str = "amount") -> int:
+    """Piasters from a wire amount that may be negative (a reversal line, a debit batch)."""
+    if isinstance(value, str) and value.startswith("-"):
+        return -parse_amount(value[1:], field, allow_zero=False)
+    return parse_amount(value, field, allow_zero=True)
+
+
 def format_amount(piasters: int) -> str:
     """Wire form of an integer number of piasters: ``125050 -> "1250.50"``."""
     if not isinstance(piasters, int) or isinstance(piasters, bool):

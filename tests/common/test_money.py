@@ -52,3 +52,14 @@ def test_no_float_in_money_code() -> None:
                 if re.search(r"float\((amount|total|fee|price|piast|.*amount)", line):
                     offenders.append(f"{path.relative_to(root)}:{number}: {line.strip()}")
     assert offenders == []
+
+
+def test_signed_amounts_for_reversal_lines() -> None:
+    from simulators.common.money import parse_signed_amount
+
+    assert parse_signed_amount("-10.00") == -1000
+    assert parse_signed_amount("0.00") == 0
+    assert parse_signed_amount("12.34") == 1234
+    for bad in ("--1.00", "-0.00", "-1.5", 3):
+        with pytest.raises(InvalidAmount):
+            parse_signed_amount(bad)

@@ -153,3 +153,17 @@ def test_orphan_collection_in_a_notice_is_reported(ref):
     assert answer["reconciliation"]["status"] == "OVER"
     kinds = sorted(e["kind"] for e in exceptions(ref, status="OPEN"))
     assert kinds == ["ORPHAN_COLLECTION", "OVER_SETTLEMENT"]
+
+
+def test_notice_with_a_reversal_line_is_accepted_and_reconciled(ref):
+    """A batch can hold a negative (reversal) line; the notice must not be refused for it."""
+    order = paid_order(ref)
+    ref.set_clock("2026-12-09T10:05:00+02:00")
+    body = notice(ref, bill_reference=order["bill_reference"], amount="855.00")
+    reversal = dict(body["transactions"][0], collection_id="COL-R", amount="-10.00", transaction_number="KH-REV-1")
+    body["transactions"].append(reversal)
+    body["amount"] = "845.00"
+    response = send(ref, body)
+    assert response.status_code == 200, response.get_json()
+    result = response.get_json()["reconciliation"]
+    assert result["status"] == "SHORT" and result["difference"] == "-10.00"

@@ -16,13 +16,13 @@ import re
 import secrets
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from simulators.common.clock import iso, parse_duration
 from simulators.common.contracts import load_contract
+from simulators.common.delivery import Courier, Delivery
 from simulators.common.egypt import luhn_valid
-from simulators.common.http import OutboundFailure
 from simulators.common.money import format_amount, parse_amount, parse_currency
 
 from .errors import (
@@ -41,38 +41,6 @@ OPEN, APPROVED, DECLINED, EXPIRED = "OPEN", "APPROVED", "DECLINED", "EXPIRED"
 DEFAULT_RETRY_SECONDS = (60, 300, 900, 3600, 10800, 21600, 43200)
 _EXPIRY = re.compile(r"^(0[1-9]|1[0-2])/(\d{2})$")
 _CVV = re.compile(r"^\d{3}$")
-
-
-@dataclass
-class Delivery:
-    """One message the gateway must get acknowledged with a 2xx: a webhook event or a collection line.
-
-    The body is fixed when the outcome happens, so every retry re-sends the same bytes (only the
-    signature timestamp is fresh).
-    """
-
-    delivery_id: str  # the webhook's event_id, or the collection_id sent to settlement
-    kind: str  # "webhook" | "collection"
-    url: str
-    target: str  # the party called, for out-faults and the journal
-    secret_name: str
-    body: dict[str, Any]
-    state: str = "pending"  # pending | delivered | gave_up
-    attempts: list[dict[str, Any]] = field(default_factory=list)
-    next_attempt_at: datetime | None = None
-    gave_up_at: datetime | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.delivery_id,
-            "kind": self.kind,
-            "event_type": self.body.get("event_type"),
-            "url": self.url,
-            "state": self.state,
-            "attempts": list(self.attempts),
-            "next_attempt_at": iso(self.next_attempt_at) if self.next_attempt_at else None,
-            "gave_up_at": iso(self.gave_up_at) if self.gave_up_at else None,
-        }
 
 
 @dataclass
@@ -164,7 +132,10 @@ class CardGatewayModel:
         self._lock = threading.RLock()
         self._sessions: dict[str, Session] = {}
         self._by_request: dict[str, tuple[str, str]] = {}  # merchant_request_id -> (fingerprint, id)
-        self._deliveries: dict[str, Delivery] = {}
+        own = component.own
+        retry = own.get("webhook_retry_seconds", DEFAULT_RETRY_SECONDS)
+        # Webhooks and the settlement feed both retry on the webhook schedule, then give up.
+        self.courier = Courier(component, retry, timeout=float(own.get("webhook_timeout_seconds", 5)))
         self._transactions: set[str] = set()
         cards = load_contract("test-cards.yaml")
         self._test_cards = {str(c["number"]): c for c in cards.get("cards", [])}
@@ -175,15 +146,11 @@ class CardGatewayModel:
     def merchant_id(self) -> str:
         return str(self.component.own.get("merchant_id", ""))
 
-    def _retry_seconds(self) -> list[float]:
-        return [float(s) for s in self.component.own.get("webhook_retry_seconds", DEFAULT_RETRY_SECONDS)]
-
     # --- lifecycle ----------------------------------------------------------------------------
     def reset(self) -> None:
         with self._lock:
             self._sessions.clear()
             self._by_request.clear()
-            self._deliveries.clear()
             self._transactions.clear()
 
     # --- merchant API -------------------------------------------------------------------------
@@ -260,7 +227,7 @@ class CardGatewayModel:
             return {
                 "session_id": session.session_id,
                 "webhook_url": session.webhook_url,
-                "events": [d.to_dict() for d in hooks],
+                "events": [dict(d.to_dict(), event_type=d.body.get("event_type")) for d in hooks],
                 "attempts": [dict(a, event_id=d.delivery_id) for d in hooks for a in d.attempts],
             }
 
@@ -335,7 +302,7 @@ class CardGatewayModel:
     def _webhook_delivery(self, session: Session, now: datetime) -> Delivery:
         approved = session.status == APPROVED
         body = {
-            "event_id": self._new_id("EV", lambda: secrets.token_hex(8).upper(), self._deliveries),
+            "event_id": self._new_id("EV", lambda: secrets.token_hex(8).upper(), self.courier),
             "event_type": "payment.approved" if approved else "payment.declined",
             "session_id": session.session_id,
             "merchant_request_id": session.merchant_request_id,
@@ -378,50 +345,7 @@ class CardGatewayModel:
 
     def _queue(self, session: Session, delivery: Delivery, at: datetime) -> None:
         session.deliveries.append(delivery)
-        self._deliveries[delivery.delivery_id] = delivery
-        self._schedule(delivery, at)
-
-    def _schedule(self, delivery: Delivery, at: datetime) -> None:
-        delivery.next_attempt_at = at
-        number = len(delivery.attempts) + 1
-        self.component.scheduler.schedule(
-            at, f"{delivery.kind} {delivery.delivery_id} attempt {number}",
-            lambda: self._attempt(delivery.delivery_id))
-
-    def _attempt(self, delivery_id: str) -> None:
-        """Send one delivery once; on no answer or a non-2xx, retry after the next backoff step."""
-        with self._lock:
-            delivery = self._deliveries.get(delivery_id)
-            if delivery is None or delivery.state != "pending":
-                return
-            url, target, body = delivery.url, delivery.target, delivery.body
-            secret = self.component.secret(delivery.secret_name)
-        timeout = float(self.component.own.get("webhook_timeout_seconds", 5))
-        now = self.component.clock.now()
-        status: int | None = None
-        try:
-            response = self.component.http.request("POST", url, target=target, json_body=body,
-                                                   sign_with=secret, timeout=timeout)
-            status = response.status
-            outcome = "delivered" if response.ok else f"http_{status}"
-        except OutboundFailure as exc:
-            outcome = exc.kind
-        with self._lock:
-            if self._deliveries.get(delivery_id) is not delivery:
-                return  # forgotten by a reset while the call was in flight
-            delivery.attempts.append({"attempt": len(delivery.attempts) + 1, "at": iso(now),
-                                      "status": status, "outcome": outcome})
-            delivery.next_attempt_at = None
-            if outcome == "delivered":
-                delivery.state = "delivered"
-                return
-            backoff = self._retry_seconds()
-            failed = len(delivery.attempts)
-            if failed <= len(backoff):
-                self._schedule(delivery, now + timedelta(seconds=backoff[failed - 1]))
-            else:
-                delivery.state = "gave_up"
-                delivery.gave_up_at = now
+        self.courier.send(delivery, at)
 
     @staticmethod
     def _new_id(prefix: str, draw: Any, taken: Any) -> str:

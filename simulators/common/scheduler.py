@@ -71,22 +71,31 @@ class Scheduler:
             self._heap.clear()
         self.errors.clear()
 
-    def run_due(self) -> int:
-        """Run every task and poller due at the clock's now, in time order. Returns tasks run."""
+    def run_due(self, max_passes: int = 50) -> int:
+        """Run every task and poller due at the clock's now, in time order. Returns the work done.
+
+        Work that falls due *during* the run (a poller that queues a delivery for now) runs in the
+        same call, so that once the admin plane answers a clock move, this component is quiet.
+        """
         ran = 0
         with self._run_lock:
             now = self.clock.now()
-            while True:
-                with self._lock:
-                    if not self._heap or self._heap[0][0] > now:
-                        break
-                    _, _, name, fn = heapq.heappop(self._heap)
-                self._guarded(name, fn)
-                ran += 1
-            for poller in self._pollers:
-                due = self._poller_due(poller)  # cheap; spares a run on every tick with nothing due
-                if due is not None and due <= now:
-                    ran += self._guarded(type(poller).__name__, lambda p=poller: p.run_due(now)) or 0
+            for _ in range(max_passes):
+                ran_this_pass = 0
+                while True:
+                    with self._lock:
+                        if not self._heap or self._heap[0][0] > now:
+                            break
+                        _, _, name, fn = heapq.heappop(self._heap)
+                    self._guarded(name, fn)
+                    ran_this_pass += 1
+                for poller in self._pollers:
+                    due = self._poller_due(poller)  # cheap; spares a run on every tick with nothing due
+                    if due is not None and due <= now:
+                        ran_this_pass += self._guarded(type(poller).__name__, lambda p=poller: p.run_due(now)) or 0
+                ran += ran_this_pass
+                if ran_this_pass == 0:
+                    break
         return ran
 
     def _poller_due(self, poller: Poller) -> datetime | None:

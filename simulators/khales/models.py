@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from simulators.common import egypt, money
 from simulators.common.clock import cairo, iso
 from simulators.common.contracts import problems
+from simulators.common.delivery import Courier, Delivery
 from simulators.common.errors import Conflict
 from simulators.common.http import OutboundFailure, OutboundResponse
 
@@ -72,7 +73,7 @@ class Transaction:
     paid_at: str | None = None
     error: dict[str, Any] | None = None
     reversal: dict[str, Any] | None = None
-    settlement_feed: dict[str, Any] | None = None
+    settlement_feed: Delivery | None = None
     events: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -86,7 +87,7 @@ class Transaction:
             "cash_collected": cash, "currency": money.CURRENCY, "attempts": self.attempts,
             "inquiry": copy.deepcopy(self.inquiry), "receipt": copy.deepcopy(self.receipt),
             "error": copy.deepcopy(self.error), "reversal": copy.deepcopy(self.reversal),
-            "settlement_feed": copy.deepcopy(self.settlement_feed),
+            "settlement_feed": self.settlement_feed.to_dict() if self.settlement_feed else None,
             "created_at": self.created_at, "paid_at": self.paid_at, "business_date": self.business_date,
             "events": copy.deepcopy(self.events),
         }
@@ -129,8 +130,9 @@ class KhalesModel:
         self.surcharge_threshold = money.parse_amount(str(own.get("surcharge_threshold", "0.00")),
                                                       "khales.surcharge_threshold", allow_zero=True)
         self.reversal_backoff = tuple(own.get("reversal_retry_seconds") or DEFAULT_REVERSAL_RETRY_SECONDS)
-        self.feed_backoff = tuple(own.get("feed_retry_seconds") or DEFAULT_FEED_RETRY_SECONDS)
-        self.feed_timeout = float(own.get("feed_timeout_seconds", 5))
+        # The collections feed never gives up: money collected must reach settlement (the last wait repeats).
+        self.feed = Courier(component, own.get("feed_retry_seconds") or DEFAULT_FEED_RETRY_SECONDS,
+                            give_up=False, timeout=float(own.get("feed_timeout_seconds", 5)))
         self.governorates = {str(code): gov for code, gov in component.settings["catalog"]["governorates"].items()}
         # Ids must never collide with a biller's records from an earlier run (its database survives a
         # reset of this simulator), so they are random, not a sequence; pass transaction_id to fix one.
@@ -410,40 +412,9 @@ class KhalesModel:
         feed.update({"bill_reference": tx.bill_reference, "amount": money.format_amount(amount),
                      "collection_fee": money.format_amount(tx.collection_fee), "currency": money.CURRENCY,
                      "collected_at": paid_at, "transaction_number": tx.transaction_id})
-        now = self.component.clock.now()
+        delivery = Delivery(delivery_id=feed["collection_id"], kind="settlement_feed",
+                            url=self.component.url_of("settlement") + "/api/collections", target="settlement",
+                            secret_name=FEED_SECRET, body=feed)
         with self._lock:
-            tx.settlement_feed = {"status": "PENDING", "attempts": 0, "body": feed, "next_attempt_at": iso(now),
-                                  "sent_at": None, "last_error": None}
-        self.component.scheduler.schedule(now, f"khales feed {tx.transaction_id}",
-                                          lambda: self._send_feed(tx.transaction_id))
-
-    def _send_feed(self, transaction_id: str) -> None:
-        """Deliver one collection to settlement; on failure or non-2xx, try again after a backoff."""
-        with self._lock:
-            tx = self.transactions.get(transaction_id)
-            if tx is None or tx.settlement_feed is None or tx.settlement_feed["status"] == "SENT":
-                return
-            feed = tx.settlement_feed
-            feed["attempts"] += 1
-            attempt, body = feed["attempts"], copy.deepcopy(feed["body"])
-        try:
-            response = self.component.http.request(
-                "POST", self.component.url_of("settlement") + "/api/collections", target="settlement",
-                json_body=body, sign_with=self.component.secret(FEED_SECRET), timeout=self.feed_timeout)
-        except OutboundFailure as exc:
-            self._event(tx, "settlement_feed", exc.kind, attempt=attempt)
-            why = f"no answer: {exc}"
-        else:
-            self._event(tx, "settlement_feed", f"HTTP {response.status}", attempt=attempt)
-            if response.ok:
-                with self._lock:
-                    feed.update(status="SENT", sent_at=iso(self.component.clock.now()), next_attempt_at=None,
-                                last_error=None)
-                return
-            why = f"HTTP {response.status}: {_error_message(response)}"
-        delay = self.feed_backoff[min(attempt - 1, len(self.feed_backoff) - 1)]
-        at = self.component.clock.now() + timedelta(seconds=float(delay))
-        with self._lock:
-            feed.update(next_attempt_at=iso(at), last_error=why)
-        self.component.scheduler.schedule(at, f"khales feed {transaction_id}",
-                                          lambda: self._send_feed(transaction_id))
+            tx.settlement_feed = delivery
+        self.feed.send(delivery)

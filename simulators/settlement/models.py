@@ -13,13 +13,13 @@ from __future__ import annotations
 import json
 import threading
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time
 from typing import TYPE_CHECKING, Any
 
 from simulators.common.calendar import cairo_datetime, parse_hhmm
 from simulators.common.clock import iso, parse_instant
+from simulators.common.delivery import Courier, Delivery
 from simulators.common.errors import ValidationFailed
-from simulators.common.http import OutboundFailure
 from simulators.common.money import format_amount, parse_amount, parse_currency
 
 from .errors import (
@@ -81,21 +81,6 @@ class Line:
 
 
 @dataclass
-class Notice:
-    """The credit notice of one batch: its body is fixed at credit time, retries re-send it."""
-
-    notice_id: str
-    body: dict[str, Any]
-    state: str = "pending"  # pending | delivered | gave_up
-    attempts: list[dict[str, Any]] = field(default_factory=list)
-    next_attempt_at: datetime | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"notice_id": self.notice_id, "state": self.state, "attempts": list(self.attempts),
-                "next_attempt_at": iso(self.next_attempt_at) if self.next_attempt_at else None}
-
-
-@dataclass
 class Batch:
     """The collections of one governorate and one Cairo business date, credited together."""
 
@@ -112,7 +97,7 @@ class Batch:
     lines: list[Line] = field(default_factory=list)
     credited_at: datetime | None = None
     statement_entry_id: str | None = None
-    notice: Notice | None = None
+    notice: Delivery | None = None
 
     @property
     def gross(self) -> int:
@@ -163,7 +148,8 @@ class SettlementModel:
         self._batches: dict[str, Batch] = {}
         self._open: dict[tuple[str, date], str] = {}  # (governorate, business date) -> open batch id
         self._statement: list[dict[str, Any]] = []
-        self._notices: dict[str, Notice] = {}
+        retry = component.own.get("notice_retry_seconds", DEFAULT_RETRY_SECONDS)
+        self.courier = Courier(component, retry)  # credit notices: retried on the clock, then given up
 
     # --- settings -----------------------------------------------------------------------------
     def _cutoff(self) -> time | None:
@@ -187,7 +173,6 @@ class SettlementModel:
             self._batches.clear()
             self._open.clear()
             self._statement.clear()
-            self._notices.clear()
 
     # --- intake -------------------------------------------------------------------------------
     def add_collection(self, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
@@ -379,10 +364,10 @@ class SettlementModel:
                          key=lambda b: (b.credit_at, b.batch_id))
             notices = [self._credit(batch) for batch in due]
         for notice in notices:
-            self._send_notice(notice.notice_id)
+            self.courier.send(notice)
         return len(due)
 
-    def _credit(self, batch: Batch) -> Notice:
+    def _credit(self, batch: Batch) -> Delivery:
         batch.status = CREDITED
         batch.credited_at = batch.credit_at
         self._open.pop((batch.governorate_code, batch.business_date), None)
@@ -414,47 +399,11 @@ class SettlementModel:
             "file_url": f"{self.component.url_of('settlement')}/api/settlement-files/"
                         f"{batch.business_date.isoformat()}",
         }
-        notice = Notice(notice_id=body["notice_id"], body=body)
+        notice = Delivery(delivery_id=body["notice_id"], kind="credit_notice",
+                          url=f"{self.component.url_of('reference')}/settlement/notices", target="reference",
+                          secret_name="settlement_notice", body=body)
         batch.notice = notice
-        self._notices[notice.notice_id] = notice
         return notice
-
-    def _send_notice(self, notice_id: str) -> None:
-        """One delivery attempt; on no answer or a non-2xx, schedule the next after the backoff."""
-        with self._lock:
-            notice = self._notices.get(notice_id)
-            if notice is None or notice.state != "pending":
-                return
-            body = notice.body
-        comp = self.component
-        now = comp.clock.now()
-        status: int | None = None
-        try:
-            response = comp.http.request("POST", f"{comp.url_of('reference')}/settlement/notices",
-                                         target="reference", json_body=body,
-                                         sign_with=comp.secret("settlement_notice"))
-            status = response.status
-            outcome = "delivered" if response.ok else f"http_{status}"
-        except OutboundFailure as exc:
-            outcome = exc.kind
-        with self._lock:
-            if self._notices.get(notice_id) is not notice:
-                return  # forgotten by a reset while the call was in flight
-            notice.attempts.append({"attempt": len(notice.attempts) + 1, "at": iso(now), "status": status,
-                                    "outcome": outcome})
-            notice.next_attempt_at = None
-            if outcome == "delivered":
-                notice.state = "delivered"
-                return
-            backoff = [float(s) for s in comp.own.get("notice_retry_seconds", DEFAULT_RETRY_SECONDS)]
-            failed = len(notice.attempts)
-            if failed > len(backoff):
-                notice.state = "gave_up"
-                return
-            at = now + timedelta(seconds=backoff[failed - 1])
-            notice.next_attempt_at = at
-            comp.scheduler.schedule(at, f"credit notice {notice_id} attempt {failed + 1}",
-                                    lambda: self._send_notice(notice_id))
 
 
 def _totals(lines: list[Line]) -> dict[str, Any]:

@@ -1,0 +1,130 @@
+"""Messages that must arrive: a signed POST retried with backoff on the simulated clock until a 2xx.
+
+Webhooks, the collections feed, settlement credit notices all share this. The body is fixed when
+the event happens, so every retry re-sends the same content (only the signature's timestamp is
+fresh). Attempts are the component's scheduled work, so a retry "in an hour" happens when the
+simulated clock passes it, and the calls go through ``component.http``, so out-faults hit them.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from .clock import iso
+from .http import OutboundFailure, OutboundResponse
+
+if TYPE_CHECKING:
+    from .component import Component
+
+PENDING, DELIVERED, GAVE_UP = "pending", "delivered", "gave_up"
+
+
+@dataclass
+class Delivery:
+    """One message to get acknowledged: where it goes, what it says, and every attempt so far."""
+
+    delivery_id: str
+    kind: str
+    url: str
+    target: str  # the party called: for out-faults and the journal
+    secret_name: str  # the settings secret that signs it
+    body: dict[str, Any]
+    state: str = PENDING
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    next_attempt_at: datetime | None = None
+    gave_up_at: datetime | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.delivery_id, "kind": self.kind, "url": self.url, "target": self.target,
+            "state": self.state, "attempts": list(self.attempts),
+            "next_attempt_at": iso(self.next_attempt_at) if self.next_attempt_at else None,
+            "gave_up_at": iso(self.gave_up_at) if self.gave_up_at else None,
+        }
+
+
+class Courier:
+    """Delivers one component's messages of one retry policy.
+
+    ``backoff[i]`` is the wait after the (i+1)-th failed attempt. With ``give_up`` the courier
+    stops after ``len(backoff)`` retries (state ``gave_up``); without it the last wait repeats
+    until the message is acknowledged.
+    """
+
+    def __init__(self, component: Component, backoff: Sequence[float], *, give_up: bool = True,
+                 timeout: float = 5.0, on_delivered: Callable[[Delivery, OutboundResponse], None] | None = None,
+                 ) -> None:
+        if not backoff:
+            raise ValueError("a courier needs at least one backoff interval")
+        self.component = component
+        self.backoff = [float(s) for s in backoff]
+        self.give_up = give_up
+        self.timeout = timeout
+        self.on_delivered = on_delivered
+        self._deliveries: dict[str, Delivery] = {}
+        self._lock = threading.Lock()
+        component.on_reset(self.reset)
+
+    def send(self, delivery: Delivery, at: datetime | None = None) -> Delivery:
+        """Queue ``delivery`` for its first attempt at ``at`` (default: now, i.e. the next tick)."""
+        with self._lock:
+            self._deliveries[delivery.delivery_id] = delivery
+        self._schedule(delivery, at or self.component.clock.now())
+        return delivery
+
+    def get(self, delivery_id: str) -> Delivery | None:
+        with self._lock:
+            return self._deliveries.get(delivery_id)
+
+    def __contains__(self, delivery_id: str) -> bool:
+        with self._lock:
+            return delivery_id in self._deliveries
+
+    def reset(self) -> None:
+        with self._lock:
+            self._deliveries.clear()
+
+    def _schedule(self, delivery: Delivery, at: datetime) -> None:
+        delivery.next_attempt_at = at
+        self.component.scheduler.schedule(
+            at, f"{delivery.kind} {delivery.delivery_id} attempt {len(delivery.attempts) + 1}",
+            lambda: self._attempt(delivery.delivery_id))
+
+    def _attempt(self, delivery_id: str) -> None:
+        """Send once; on no answer or a non-2xx, schedule the next attempt after the backoff."""
+        with self._lock:
+            delivery = self._deliveries.get(delivery_id)
+            if delivery is None or delivery.state != PENDING:
+                return
+        comp = self.component
+        now = comp.clock.now()
+        status: int | None = None
+        response: OutboundResponse | None = None
+        try:
+            response = comp.http.request("POST", delivery.url, target=delivery.target, json_body=delivery.body,
+                                         sign_with=comp.secret(delivery.secret_name), timeout=self.timeout)
+            status = response.status
+            outcome = "delivered" if response.ok else f"http_{status}"
+        except OutboundFailure as exc:
+            outcome = exc.kind
+        with self._lock:
+            if self._deliveries.get(delivery_id) is not delivery:
+                return  # forgotten by a reset while the call was in flight
+            delivery.attempts.append({"attempt": len(delivery.attempts) + 1, "at": iso(now), "status": status,
+                                      "outcome": outcome})
+            delivery.next_attempt_at = None
+            if response is not None and response.ok:
+                delivery.state = DELIVERED
+            else:
+                failed = len(delivery.attempts)
+                if self.give_up and failed > len(self.backoff):
+                    delivery.state, delivery.gave_up_at = GAVE_UP, now
+                else:
+                    wait = self.backoff[min(failed, len(self.backoff)) - 1]
+                    self._schedule(delivery, now + timedelta(seconds=wait))
+        if delivery.state == DELIVERED and self.on_delivered is not None and response is not None:
+            self.on_delivered(delivery, response)

@@ -1,0 +1,90 @@
+"""The courier: a message retried on the simulated clock until acknowledged, or given up."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from flask import Flask, jsonify
+
+from simulators.common.clock import parse_instant
+from simulators.common.component import Component
+from simulators.common.config import load_settings
+from simulators.common.delivery import Courier, Delivery
+from simulators.common.server import ServerThread
+
+START = parse_instant("2026-12-07T10:00:00+02:00")
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[str, list[int]]]:
+    """Answers from a script of statuses (then 200), recording each call."""
+    script: list[int] = []
+    app = Flask("receiver")
+
+    @app.post("/inbox")
+    def inbox():  # type: ignore[no-untyped-def]
+        status = script.pop(0) if script else 200
+        return jsonify(status=status), status
+
+    server = ServerThread(app).start()
+    try:
+        yield server.url, script
+    finally:
+        server.stop()
+
+
+def make_courier(url: str, **kwargs: object) -> tuple[Component, Courier, Delivery]:
+    component = Component("khales", load_settings(), ticker=False)
+    component.clock.set(START)
+    courier = Courier(component, [60, 300], **kwargs)  # type: ignore[arg-type]
+    delivery = Delivery("d1", "test", url + "/inbox", "settlement", "collections_feed", {"n": 1})
+    return component, courier, delivery
+
+
+def test_retried_after_each_backoff_until_acknowledged(receiver: tuple[str, list[int]]) -> None:
+    url, script = receiver
+    script.extend([503, 500])
+    component, courier, delivery = make_courier(url)
+    courier.send(delivery)
+    component.scheduler.run_due()
+    assert delivery.state == "pending" and delivery.next_attempt_at == START + timedelta(seconds=60)
+    component.clock.advance(timedelta(seconds=59))
+    assert component.scheduler.run_due() == 0  # not yet
+    component.clock.advance(timedelta(seconds=1))
+    component.scheduler.run_due()
+    assert [a["status"] for a in delivery.attempts] == [503, 500]
+    component.clock.advance(timedelta(seconds=300))
+    component.scheduler.run_due()
+    assert delivery.state == "delivered" and len(delivery.attempts) == 3
+    component.clock.advance(timedelta(days=1))
+    component.scheduler.run_due()
+    assert len(delivery.attempts) == 3  # never re-sent once acknowledged
+
+
+def test_gives_up_or_repeats_the_last_wait(receiver: tuple[str, list[int]]) -> None:
+    url, script = receiver
+    script.extend([503] * 10)
+    component, courier, delivery = make_courier(url)
+    courier.send(delivery)
+    for _ in range(5):
+        component.scheduler.run_due()
+        component.clock.advance(timedelta(seconds=300))
+    assert delivery.state == "gave_up" and len(delivery.attempts) == 3
+
+    component, courier, delivery = make_courier(url, give_up=False)
+    courier.send(delivery)
+    for _ in range(5):
+        component.scheduler.run_due()
+        component.clock.advance(timedelta(seconds=300))
+    assert delivery.state == "delivered"  # the script ran out of 503s: it never gave up
+
+
+def test_reset_forgets_pending_deliveries(receiver: tuple[str, list[int]]) -> None:
+    url, _ = receiver
+    component, courier, delivery = make_courier(url)
+    courier.send(delivery)
+    component.reset()
+    component.scheduler.run_due()
+    assert delivery.attempts == [] and courier.get("d1") is None

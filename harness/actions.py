@@ -102,10 +102,18 @@ def pay_card(run: ScenarioRun, args: dict[str, Any]) -> Observation:
 
 
 def pay_cash(run: ScenarioRun, args: dict[str, Any]) -> Observation:
+    """A Khales outlet inquires and pays; by default an outlet of the scenario's governorate."""
     body = {"bill_reference": args.get("bill_reference") or run.var("order.bill_reference")}
     for key in ("amount", "outlet_id", "transaction_id"):
         if key in args:
             body[key] = args[key]
+    governorate = args.get("governorate") or run.given.get("governorate")
+    if "outlet_id" not in body and governorate:
+        outlets = _get(run, "khales", "/api/outlets", governorate_code=governorate)
+        found = (outlets.json or {}).get("outlets") if isinstance(outlets.json, dict) else None
+        if not found:
+            raise ScenarioError(f"pay_cash: Khales has no outlet in governorate {governorate}")
+        body["outlet_id"] = found[0]["outlet_id"]
     return _post(run, "khales", "/api/outlet-payments", body)
 
 

@@ -44,11 +44,13 @@ def _port_option(name: str):  # type: ignore[no-untyped-def]
 @click.option("--data-dir", default=".tahseel", show_default=True, envvar="TAHSEEL_DATA_DIR",
               help="Where the reference service keeps its SQLite ledger.")
 @click.option("--threads", default=16, show_default=True, help="Threads per component (gunicorn gthread).")
+@click.option("--keep-data", is_flag=True,
+              help="Keep the reference ledger of an earlier run (the simulators always start empty).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object {name: url} once all are healthy.")
-def serve_cmd(host: str, data_dir: str, threads: int, as_json: bool, **ports: int) -> None:
+def serve_cmd(host: str, data_dir: str, threads: int, keep_data: bool, as_json: bool, **ports: int) -> None:
     """Start the four simulators and the reference service until Ctrl-C / SIGTERM."""
     port_map = {name: ports[f"{name}_port"] for name in PARTY_ORDER}
-    sys.exit(serve(host, port_map, data_dir, as_json, threads))
+    sys.exit(serve(host, port_map, data_dir, as_json, threads, keep_data))
 
 
 def _load_scenarios(paths: tuple[str, ...], tags: str | None, skip_tags: str | None) -> list:  # type: ignore[type-arg]

@@ -39,6 +39,7 @@ class Step:
     save: dict[str, str] = field(default_factory=dict)
     expect: dict[str, Any] | None = None
     line: int | None = None
+    label: str = ""  # "step 3" or "expect 1": how reports name it
 
 
 @dataclass
@@ -92,8 +93,8 @@ def load_file(path: str | Path) -> Scenario:
         path_parts = list(error.absolute_path)
         where = ".".join(str(p) for p in path_parts) or "top level"
         raise ScenarioFileError(file, _line_of(node, path_parts), f"{where}: {error.message}")
-    steps = [_step(file, node, ["steps", i], i + 1, raw) for i, raw in enumerate(data["steps"])]
-    checks = [_step(file, node, ["expect", i], len(steps) + i + 1, raw)
+    steps = [_step(file, node, ["steps", i], i + 1, raw, f"step {i + 1}") for i, raw in enumerate(data["steps"])]
+    checks = [_step(file, node, ["expect", i], len(steps) + i + 1, raw, f"expect {i + 1}")
               for i, raw in enumerate(data.get("expect") or [])]
     return Scenario(
         name=data["name"], file=file, obligations=list(data["obligations"]), tags=list(data.get("tags") or []),
@@ -103,16 +104,17 @@ def load_file(path: str | Path) -> Scenario:
     )
 
 
-def _step(file: str, node: yaml.Node | None, path: list[Any], index: int, raw: dict[str, Any]) -> Step:
+def _step(file: str, node: yaml.Node | None, path: list[Any], index: int, raw: dict[str, Any],
+          label: str) -> Step:
     actions = [k for k in raw if k not in STEP_KEYS]
     line = _line_of(node, path)
     if len(actions) != 1:
         found = ", ".join(actions) or "none"
-        raise ScenarioFileError(file, line, f"step {index} must have exactly one action of "
+        raise ScenarioFileError(file, line, f"{label} must have exactly one action of "
                                             f"{', '.join(ACTIONS)} (found: {found})")
     action = actions[0]
     return Step(index=index, action=action, args=raw[action], name=raw.get("name") or action,
-                save=dict(raw.get("save") or {}), expect=raw.get("expect"), line=line)
+                save=dict(raw.get("save") or {}), expect=raw.get("expect"), line=line, label=label)
 
 
 def discover(paths: list[str]) -> list[Path]:

@@ -10,6 +10,8 @@ from tabulate import tabulate
 
 from .results import ERROR, FAILED, SKIPPED, RunResult
 
+SHOWN_JOURNAL_ENTRIES = 12
+
 
 def table(result: RunResult) -> str:
     rows = []
@@ -26,10 +28,13 @@ def table(result: RunResult) -> str:
             if step is not None:
                 if step.expected is not None or step.actual is not None:
                     failures.append(f"  expected: {step.expected!r}\n  actual:   {step.actual!r}")
-                for ev in step.evidence[:12]:
-                    if "party" in ev and "path" in ev:
-                        failures.append(f"  journal {ev['party']} #{ev['id']} {ev['at']} {ev['direction']} "
-                                        f"{ev['method']} {ev['path']} -> {ev['status']} {ev['outcome']}")
+                journal = [ev for ev in step.evidence if "party" in ev and "path" in ev]
+                for ev in journal[:SHOWN_JOURNAL_ENTRIES]:
+                    failures.append(f"  journal {ev['party']} #{ev['id']} {ev['at']} {ev['direction']} "
+                                    f"{ev['method']} {ev['path']} -> {ev['status']} {ev['outcome']}")
+                if len(journal) > SHOWN_JOURNAL_ENTRIES:
+                    failures.append(f"  … {len(journal) - SHOWN_JOURNAL_ENTRIES} more journal entries in the JSON "
+                                    "report (--json)")
         elif s.status == SKIPPED:
             failures.append(f"\n- skipped {s.name}: {s.message}")
     c = result.counts

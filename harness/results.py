@@ -20,6 +20,7 @@ class StepResult:
     actual: Any = None
     clock: str = ""
     evidence: list[dict[str, Any]] = field(default_factory=list)
+    label: str = ""
 
 
 @dataclass

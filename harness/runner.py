@@ -83,7 +83,7 @@ class Runner:
             outcome.steps.append(step_result)
             if step_result.status != PASSED:
                 outcome.status = step_result.status
-                outcome.message = f"step {step.index} '{step.name}': {step_result.message}"
+                outcome.message = f"{step.label} '{step.name}': {step_result.message}"
                 break
         outcome.duration_ms = round((time.perf_counter() - started) * 1000, 1)
         return outcome
@@ -98,7 +98,7 @@ class Runner:
                 run.journal_marks[party] = entries[-1]["id"] if entries else 0
 
     def _run_step(self, run: ScenarioRun, step: Step) -> StepResult:
-        result = StepResult(index=step.index, name=step.name, action=step.action)
+        result = StepResult(index=step.index, name=step.name, action=step.action, label=step.label)
         started = time.perf_counter()
         try:
             args = substitute(step.args, run.variables)
@@ -160,7 +160,7 @@ class Runner:
         result.status, result.message, result.expected, result.actual = FAILED, message, expected, actual
         result.evidence.append(evidence)
 
-    def _journal_excerpts(self, run: ScenarioRun, per_party: int = 6) -> list[dict[str, Any]]:
+    def _journal_excerpts(self, run: ScenarioRun, per_party: int = 10) -> list[dict[str, Any]]:
         excerpts: list[dict[str, Any]] = []
         for party in run.controlled:
             try:

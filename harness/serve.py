@@ -41,9 +41,19 @@ def wait_healthy(urls: dict[str, str], procs: dict[str, subprocess.Popen[bytes]]
             time.sleep(0.1)  # waiting for real processes to start, not for simulated time
 
 
-def serve(host: str, ports: dict[str, int], data_dir: str, as_json: bool, threads: int = 16) -> int:
+def fresh_ledger(data_dir: str) -> None:
+    """Remove the reference ledger: the simulators keep their state in memory and start empty, so a
+    ledger from an earlier run would hold orders for request numbers they are about to reissue."""
+    for path in Path(data_dir).glob("reference.sqlite3*"):
+        path.unlink()
+
+
+def serve(host: str, ports: dict[str, int], data_dir: str, as_json: bool, threads: int = 16,
+          keep_data: bool = False) -> int:
     urls = {name: f"http://{host}:{ports[name]}" for name in PARTY_ORDER}
     Path(data_dir).mkdir(parents=True, exist_ok=True)
+    if not keep_data:
+        fresh_ledger(data_dir)
     env = dict(os.environ, TAHSEEL_DATA_DIR=str(Path(data_dir).resolve()))
     env.update({f"TAHSEEL_URL_{name.upper()}": url for name, url in urls.items()})
     procs: dict[str, subprocess.Popen[bytes]] = {}

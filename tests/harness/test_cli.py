@@ -27,6 +27,7 @@ def free_ports(count: int) -> list[int]:
 
 def test_serve_json_answers_health_and_stops_on_sigterm(tmp_path: Path) -> None:
     ports = free_ports(5)
+    (tmp_path / "reference.sqlite3").write_bytes(b"an old ledger of another run")  # serve starts fresh
     env = dict(os.environ, **{f"TAHSEEL_PORT_{p.upper()}": str(port) for p, port in zip(PARTIES, ports, strict=True)})
     proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "serve", "--json", "--data-dir", str(tmp_path)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)

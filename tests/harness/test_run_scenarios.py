@@ -36,7 +36,7 @@ def test_expecting_two_credits_fails_naming_the_step_and_difference(runner: Runn
     result = runner.run([load_file(broken)])
     scenario = result.scenarios[0]
     assert not result.ok and scenario.status == "failed"
-    assert "step 6 'one payment, one credit'" in scenario.message
+    assert "expect 1 'one payment, one credit'" in scenario.message
     assert "payments.1.status: expected 'CAPTURED', but it is absent" in scenario.message
     step = scenario.failed_step
     assert step is not None and step.evidence, "a failure carries journal evidence"

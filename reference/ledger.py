@@ -18,10 +18,11 @@ import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from simulators.common.clock import iso, parse_duration, parse_instant
+from simulators.common.clock import iso, parse_duration
 from simulators.common.egypt import luhn_check_digit
 from simulators.common.errors import ApiError, Conflict, ValidationFailed
 from simulators.common.money import CURRENCY, format_amount, parse_amount
+from simulators.common.wire import parse_instant_field
 
 from .errors import (
     AlreadyPaid,
@@ -236,6 +237,7 @@ class Ledger:
             "return_url": return_url,
             "webhook_url": f"{self.component.url_of('reference')}/webhooks/card-gateway",
             "governorate_code": order["governorate_code"], "service_code": order["service_code"],
+            "expires_at": order["expires_at"],  # the card session must not outlive the bill
             "fee_lines": [{"code": line["code"], "name_ar": line["name_ar"], "name_en": line["name_en"],
                            "amount": line["amount"], "settlement_account": line["settlement_account"]}
                           for line in order["fee_lines"]],
@@ -296,7 +298,7 @@ class Ledger:
                 order = self.find_order(event["merchant_reference"])  # fresh, inside the transaction
                 card = event.get("card") or {}
                 payment = self._capture(order, channel="card", external_id=transaction_id, amount=amount,
-                                        paid_at=parse_instant(event["occurred_at"]),
+                                        paid_at=parse_instant_field(event["occurred_at"], "occurred_at"),
                                         session_id=event["session_id"], card_bin=card.get("bin"),
                                         card_last4=card.get("last4"), auth_code=event.get("auth_code"))
             if payment is None:
@@ -361,13 +363,18 @@ class Ledger:
         key = body["khales_transaction_id"]
         fingerprint = body_hash(body)
         amount = parse_amount(body["amount"], "amount")
-        paid_at = parse_instant(body["paid_at"])
+        paid_at = parse_instant_field(body["paid_at"], "paid_at")
         with self.store.transaction():
             prior = self.store.idempotent_answer("khales_payment", key)
             if prior is not None:
                 if prior["request_hash"] != fingerprint:
                     raise Conflict(f"transaction {key} was already posted with another body",
                                    field="khales_transaction_id")
+                payment = self.store.payment_by_external("cash", key)
+                if payment is not None and payment["status"] == "REVERSED":
+                    # The replayed answer would hand out a receipt for money that was given back.
+                    raise TransactionReversed(f"transaction {key} was accepted, then reversed",
+                                              field="khales_transaction_id")
                 return dict(prior["response"])
             if self.store.idempotent_answer("khales_reversed_unknown", key) is not None:
                 raise TransactionReversed(f"transaction {key} was reversed before it arrived",

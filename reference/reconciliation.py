@@ -23,6 +23,7 @@ from simulators.common.calendar import cairo_datetime, parse_hhmm
 from simulators.common.clock import cairo, iso, parse_instant
 from simulators.common.errors import Conflict
 from simulators.common.money import format_amount, parse_signed_amount
+from simulators.common.wire import parse_date, parse_instant_field
 
 if TYPE_CHECKING:
     from simulators.common.component import Component
@@ -116,8 +117,9 @@ class Reconciliation:
         fingerprint = body_hash(body)
         amount = parse_signed_amount(body["amount"], "amount")
         fees = parse_signed_amount(body.get("collection_fees", "0.00"), "collection_fees")
-        business_date = date.fromisoformat(body["business_date"])
-        credited_at = iso(parse_instant(body["credited_at"]))
+        business_date = parse_date(body["business_date"], "business_date")
+        parse_date(body["value_date"], "value_date")
+        credited_at = iso(parse_instant_field(body["credited_at"], "credited_at"))
         gov = body["governorate_code"]
         mode = body.get("mode", "gross")
         with self.store.transaction():

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import html
 import re
-from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Response, jsonify, request
@@ -16,6 +15,7 @@ from flask import Blueprint, Response, jsonify, request
 from simulators.common import signing
 from simulators.common.component import read_json
 from simulators.common.money import format_amount
+from simulators.common.wire import parse_date
 
 from .errors import InvalidQuery, UnknownBill
 
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from .reports import Reports
     from .store import Store
 
-BILL_REFERENCE = re.compile(r"^[0-9]{12}$")
+BILL_REFERENCE = re.compile(r"[0-9]{12}", re.ASCII)
 OUTBOX_STATUSES = ("PENDING", "DELIVERED", "FAILED", "CANCELLED")
 EXCEPTION_STATUSES = ("OPEN", "RESOLVED")
 
@@ -42,7 +42,7 @@ def make_blueprint(component: Component, store: Store, ledger: Ledger, outbox: O
                        component.clock.now(), int(component.settings.get("signature_window_seconds", 300)))
 
     def bill(value: str) -> str:
-        if not BILL_REFERENCE.match(value):
+        if not BILL_REFERENCE.fullmatch(value):
             raise UnknownBill(f"{value!r} is not a bill reference (12 digits)", field="bill_reference")
         return value
 
@@ -111,15 +111,9 @@ def make_blueprint(component: Component, store: Store, ledger: Ledger, outbox: O
 
     @bp.get("/api/reports/daily")
     def daily_report() -> Response:
-        raw = request.args.get("date", "")
-        try:
-            day = date.fromisoformat(raw) if re.fullmatch(r"\d{4}-\d{2}-\d{2}", raw) else None
-        except ValueError:
-            day = None
-        if day is None:
-            raise InvalidQuery("date is required as YYYY-MM-DD (a Cairo business date)", field="date")
+        day = parse_date(request.args.get("date"), "date", InvalidQuery)
         governorate = request.args.get("governorate_code") or None
-        if governorate is not None and not re.fullmatch(r"[0-9]{2}", governorate):
+        if governorate is not None and not re.fullmatch(r"[0-9]{2}", governorate, re.ASCII):
             raise InvalidQuery("governorate_code is two digits", field="governorate_code")
         fmt = request.args.get("format", "json")
         if fmt not in ("json", "csv"):

@@ -24,6 +24,7 @@ from simulators.common.contracts import load_contract
 from simulators.common.delivery import Courier, Delivery
 from simulators.common.egypt import luhn_valid
 from simulators.common.money import format_amount, parse_amount, parse_currency
+from simulators.common.wire import ascii_digits, parse_instant_field
 
 from .errors import (
     AmountMismatch,
@@ -39,8 +40,8 @@ if TYPE_CHECKING:
 
 OPEN, APPROVED, DECLINED, EXPIRED = "OPEN", "APPROVED", "DECLINED", "EXPIRED"
 DEFAULT_RETRY_SECONDS = (60, 300, 900, 3600, 10800, 21600, 43200)
-_EXPIRY = re.compile(r"^(0[1-9]|1[0-2])/(\d{2})$")
-_CVV = re.compile(r"^\d{3}$")
+_EXPIRY = re.compile(r"(0[1-9]|1[0-2])/([0-9]{2})", re.ASCII)  # whole string: fullmatch
+_CVV = re.compile(r"[0-9]{3}", re.ASCII)
 
 
 @dataclass
@@ -174,6 +175,7 @@ class CardGatewayModel:
         fee = parse_amount(str(own.get("collection_fee", "0.00")), "card_gateway.collection_fee",
                            allow_zero=True)
         ttl = parse_duration(own.get("session_ttl", "24h"))
+        bill_expiry = parse_instant_field(body["expires_at"], "expires_at") if body.get("expires_at") else None
         fingerprint = json.dumps(body, sort_keys=True, ensure_ascii=False)
         request_id = body["merchant_request_id"]
         with self._lock:
@@ -202,7 +204,7 @@ class CardGatewayModel:
                 description=body.get("description"),
                 fee_lines=[dict(line) for line in fee_lines],
                 created_at=now,
-                expires_at=now + ttl,
+                expires_at=min(now + ttl, bill_expiry) if bill_expiry else now + ttl,
             )
             self._sessions[session_id] = session
             self._by_request[request_id] = (fingerprint, session_id)
@@ -251,15 +253,15 @@ class CardGatewayModel:
         number and CVV are not kept: only BIN, last four and scheme survive this call.
         """
         self.payable_session(session_id)  # 404 / 409 / 410 come before any complaint about the card
-        number = re.sub(r"[\s-]", "", card_number or "")
-        if not number.isdigit() or not 12 <= len(number) <= 19:
+        number = re.sub(r"[ -]", "", card_number or "")  # "4111 1111-1111 1111" as people type it
+        if not ascii_digits(number, length=(12, 19)):
             raise InvalidCardInput("the card number must be 12 to 19 digits", field="card_number")
         if not luhn_valid(number):
             raise InvalidCardInput("the card number fails the Luhn check", field="card_number")
         expiry = (expiry or "").strip()
-        if not _EXPIRY.match(expiry):
+        if not _EXPIRY.fullmatch(expiry):
             raise InvalidCardInput("the expiry date must be MM/YY", field="expiry")
-        if not _CVV.match((cvv or "").strip()):
+        if not _CVV.fullmatch((cvv or "").strip()):
             raise InvalidCardInput("the CVV must be 3 digits", field="cvv")
         outcome = self._outcome(number, expiry)
         card = {"bin": number[:6], "last4": number[-4:], "scheme": outcome.scheme}

@@ -85,6 +85,11 @@ def make_blueprint(component: Component, model: CardGatewayModel) -> Blueprint:
         # Read the raw body first so the journal keeps the form (redacted: PAN masked, CVV starred);
         # once Flask parses a form it no longer has the bytes.
         request.get_data(cache=True)
+        leaked = sorted(set(request.args) & CARD_FIELDS)
+        if leaked:
+            # Card data in a URL ends up in logs and browser history: refuse it, never use it.
+            raise InvalidCardInput(f"card data must be posted in the form body, never in the URL ({leaked[0]})",
+                                   field=leaked[0])
         form = request.form
         try:
             session = model.pay(session_id, form.get("card_number", ""), form.get("expiry", ""),
@@ -102,6 +107,9 @@ def make_blueprint(component: Component, model: CardGatewayModel) -> Blueprint:
         return redirect(target, code=303)
 
     return bp
+
+
+CARD_FIELDS = {"card_number", "cvv", "expiry", "cardholder"}
 
 
 def _html(body: str, status: int) -> Response:

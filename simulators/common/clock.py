@@ -16,10 +16,17 @@ CAIRO = ZoneInfo("Africa/Cairo")
 
 def parse_instant(text: str) -> datetime:
     """Parse an ISO 8601 instant; a value without an offset is read as Cairo local time."""
-    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=CAIRO)
-    return value.astimezone(UTC)
+    if len(text) > 10 and text[10] in "tT ":
+        text = text[:10] + "T" + text[11:]  # RFC 3339 allows a lower-case t and z
+    if text[-1:] in ("z", "Z"):
+        text = text[:-1] + "+00:00"
+    try:
+        value = datetime.fromisoformat(text)
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=CAIRO)
+        return value.astimezone(UTC)
+    except OverflowError:  # e.g. 9999-12-31T23:59:59-23:59 is past the last representable instant
+        raise ValueError(f"instant out of range: {text[:40]!r}") from None
 
 
 def iso(value: datetime) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import socket
 import time
 from collections.abc import Callable
@@ -19,14 +20,15 @@ from werkzeug.exceptions import HTTPException
 
 from .calendar import BusinessCalendar
 from .clock import Clock, iso
-from .errors import ApiError, MalformedBody, Unavailable
+from .errors import ApiError, MalformedBody, Unavailable, UnsupportedMediaType
 from .faults import FaultInjector
 from .http import OutboundClient
-from .journal import Journal, body_text
+from .journal import Journal, body_text, redact
 from .scheduler import Scheduler
 
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 1_048_576
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class Component:
@@ -122,7 +124,7 @@ class Component:
         started = getattr(g, "tahseel_started", time.perf_counter())
         self.journal.record(
             at=getattr(g, "tahseel_at", iso(self.clock.now())), direction="in", method=request.method,
-            url=request.url, path=request.path, status=response.status_code,
+            url=redact(request.url), path=request.path, status=response.status_code,
             request_headers=dict(request.headers), request_body=body_text(request.get_data(cache=True)),
             response_body=response_body, duration_ms=round((time.perf_counter() - started) * 1000, 2),
             peer=request.remote_addr or "",
@@ -163,12 +165,20 @@ def _drop_connection() -> None:
         pass
 
 
+MAX_JSON_DEPTH = 32
+
+
 def read_json(schema: str | None = None) -> Any:
     """The request body as JSON, validated against ``contracts/<schema>`` when given.
 
-    Refuses bodies that are not UTF-8 JSON, that repeat a key, or that hold NaN/Infinity, with a
-    :class:`MalformedBody` naming ``body``.
+    Refuses, before anything else looks at it: a media type that is not JSON (415), a body that is
+    not UTF-8 JSON, repeats a key, holds NaN/Infinity, nests deeper than ``MAX_JSON_DEPTH`` or
+    holds a lone UTF-16 surrogate (``"\ud800"`` parses, but can never be stored or sent on).
     """
+    mimetype = request.mimetype or ""
+    if mimetype != "application/json" and not (mimetype.startswith("application/") and mimetype.endswith("+json")):
+        raise UnsupportedMediaType(f"Content-Type must be application/json, not {mimetype or 'missing'!r}",
+                                   field="Content-Type")
     raw = request.get_data(cache=True)
     if not raw:
         raise MalformedBody("the request body is empty; a JSON object is expected", field="body")
@@ -177,13 +187,40 @@ def read_json(schema: str | None = None) -> Any:
                           parse_constant=_no_constants)
     except UnicodeDecodeError:
         raise MalformedBody("the body is not UTF-8", field="body") from None
+    except RecursionError:
+        raise MalformedBody(f"the body nests deeper than {MAX_JSON_DEPTH} levels", field="body") from None
     except ValueError as exc:
         raise MalformedBody(f"the body is not valid JSON: {exc}", field="body") from None
+    problem = _unstorable(data, "body", 0)
+    if problem:
+        raise MalformedBody(problem[1], field=problem[0])
     if schema is not None:
         from .contracts import validate
 
         validate(schema, data)
     return data
+
+
+def _unstorable(value: Any, path: str, depth: int) -> tuple[str, str] | None:
+    """(field, reason) for the first value that nests too deep or holds a lone surrogate."""
+    if depth > MAX_JSON_DEPTH:
+        return "body", f"the body nests deeper than {MAX_JSON_DEPTH} levels"
+    if isinstance(value, str):
+        return (path, f"{path} holds a lone UTF-16 surrogate") if _SURROGATE.search(value) else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            inner = f"{path}.{key}" if path != "body" else str(key)
+            if _SURROGATE.search(key):
+                return path, f"a key in {path} holds a lone UTF-16 surrogate"
+            found = _unstorable(item, inner, depth + 1)
+            if found:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _unstorable(item, f"{path}.{index}", depth + 1)
+            if found:
+                return found
+    return None
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

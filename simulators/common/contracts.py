@@ -8,13 +8,14 @@ Errors name the field by its JSON path, using jsonschema's ``best_match``.
 from __future__ import annotations
 
 import json
+import re
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import yaml
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import best_match
+from jsonschema import Draft202012Validator, validators
+from jsonschema.exceptions import ValidationError, best_match
 from referencing import Registry, Resource
 
 from .errors import ValidationFailed
@@ -36,6 +37,25 @@ def load_contract(name: str) -> Any:
 
 
 _REGISTRY: Registry = Registry(retrieve=_retrieve)  # type: ignore[call-arg]
+_END_ANCHOR = re.compile(r"(?<!\\)\$")
+
+
+@cache
+def _ecma(pattern: str) -> re.Pattern[str]:
+    """A JSON Schema pattern with ECMA-262 meaning: ``\\d`` is ASCII, ``$`` is the very end.
+
+    Python's ``$`` also matches before a final newline and its ``\\d`` matches any Unicode digit,
+    so ``"KHT1\\n"`` and Arabic-Indic digits passed ``^[0-9A-Z]+$``-style patterns.
+    """
+    return re.compile(_END_ANCHOR.sub(r"\\Z", pattern), re.ASCII)
+
+
+def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Any:
+    if validator.is_type(instance, "string") and not _ecma(pattern).search(instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+ContractValidator = validators.extend(Draft202012Validator, {"pattern": _pattern})
 
 
 REQUIRED_FORMATS = ("date-time", "date", "email")
@@ -49,12 +69,11 @@ def check_format_support() -> None:
 
 
 @cache
-def validator(name: str) -> Draft202012Validator:
+def validator(name: str) -> Any:
     check_format_support()
     schema = load_contract(name)
     Draft202012Validator.check_schema(schema)
-    return Draft202012Validator(schema, registry=_REGISTRY,
-                                format_checker=Draft202012Validator.FORMAT_CHECKER)
+    return ContractValidator(schema, registry=_REGISTRY, format_checker=Draft202012Validator.FORMAT_CHECKER)
 
 
 def error_path(error: Any) -> str:

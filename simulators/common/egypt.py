@@ -17,6 +17,8 @@ from datetime import date, timedelta
 from faker import Faker
 from faker.providers import BaseProvider
 
+from .wire import ascii_digits
+
 GOVERNORATES: dict[str, tuple[str, str]] = {
     "01": ("Cairo", "القاهرة"),
     "02": ("Alexandria", "الإسكندرية"),
@@ -47,7 +49,7 @@ GOVERNORATES: dict[str, tuple[str, str]] = {
     "35": ("South Sinai", "جنوب سيناء"),
 }
 BORN_ABROAD = "88"
-_NID = re.compile(r"^([23])(\d{2})(\d{2})(\d{2})(\d{2})(\d{4})(\d)$")
+_NID = re.compile(r"([23])([0-9]{2})([0-9]{2})([0-9]{2})([0-9]{2})([0-9]{4})([0-9])", re.ASCII)
 _WEIGHTS = (2, 7, 6, 5, 4, 3, 2, 7, 6, 5, 4, 3, 2)
 MOBILE_PREFIXES = ("010", "011", "012", "015")
 
@@ -60,9 +62,9 @@ def community_check_digit(first13: str) -> int:
 
 def national_id_problem(value: str, *, check_digit: bool = False) -> str | None:
     """Why ``value`` is not a structurally valid national ID, or ``None`` when it is."""
-    if not isinstance(value, str) or not value.isdigit() or len(value) != 14:
+    if not ascii_digits(value, length=14):
         return "a national ID is 14 digits"
-    m = _NID.match(value)
+    m = _NID.fullmatch(value)
     if not m:
         return "a national ID starts with century digit 2 (1900s) or 3 (2000s)"
     century, yy, mm, dd, gov = m.group(1), m.group(2), m.group(3), m.group(4), m.group(5)
@@ -90,7 +92,7 @@ def luhn_check_digit(partial: str) -> int:
 
 
 def luhn_valid(number: str) -> bool:
-    return number.isdigit() and len(number) >= 12 and luhn_check_digit(number[:-1]) == int(number[-1])
+    return ascii_digits(number, length=(12, 19)) and luhn_check_digit(number[:-1]) == int(number[-1])
 
 
 def iban_check_digits(country: str, bban: str) -> str:
@@ -100,7 +102,7 @@ def iban_check_digits(country: str, bban: str) -> str:
 
 
 def iban_valid(iban: str) -> bool:
-    if not re.fullmatch(r"EG\d{27}", iban):
+    if not isinstance(iban, str) or not re.fullmatch(r"EG[0-9]{27}", iban, re.ASCII):
         return False
     numeric = "".join(str(int(ch, 36)) for ch in iban[4:] + iban[:4])
     return int(numeric) % 97 == 1

@@ -43,6 +43,13 @@ class MalformedBody(ApiError):
     code = "MALFORMED_BODY"
 
 
+class UnsupportedMediaType(ApiError):
+    """Raised when a JSON endpoint is sent another media type (or none)."""
+
+    code = "UNSUPPORTED_MEDIA_TYPE"
+    status = 415
+
+
 class ValidationFailed(ApiError):
     """Raised when a body parses but breaks its JSON Schema in ``contracts/``."""
 

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from .journal import body_text
+from .journal import body_text, redact
 from .signing import sign_headers
 
 if TYPE_CHECKING:
@@ -88,7 +88,7 @@ class OutboundClient:
             all_headers.update(sign_headers(sign_with, body or b"", comp.clock.now()))
         path = urlsplit(url).path
         fault = comp.faults.take("out", path, method=method, target=target)
-        base = dict(direction="out", method=method.upper(), url=url, path=path, peer=target,
+        base = dict(direction="out", method=method.upper(), url=redact(url), path=path, peer=target,
                     request_headers=all_headers, request_body=body_text(body))
         if fault is not None and fault.kind in ("down", "timeout", "error"):
             status = int(fault.params.get("status", 503)) if fault.kind == "error" else None

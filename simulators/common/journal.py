@@ -14,21 +14,46 @@ import threading
 from collections import deque
 from dataclasses import asdict, dataclass, field
 from typing import Any
+from urllib.parse import unquote_plus
 
 MAX_BODY = 16_384
-_PAN = re.compile(r"(?<!\d)(\d{6})\d{3,9}(\d{4})(?!\d)")
-_SECRET_KEYS = {"cvv", "cvc", "password", "secret", "otp", "card_number", "pan"}
+_SECRET_KEYS = ("cvv", "cvc", "cvv2", "password", "secret", "otp", "card_number", "cardnumber", "pan")
+_KEYS = "|".join(_SECRET_KEYS)
+# key=value / "key": "value" / key: value  (JSON, urlencoded forms, query strings, YAML-ish text)
+_KEYED = re.compile(r'("?(?:' + _KEYS + r')"?\s*[:=]\s*"?)[^"&,}\s]*', re.IGNORECASE)
+# multipart/form-data: the value is the first line after the part's blank line
+_MULTIPART = re.compile(r'(name="(?:' + _KEYS + r')"[^\r\n]*\r?\n(?:[^\r\n]+\r?\n)*\r?\n)[^\r\n]*',
+                        re.IGNORECASE)
+# a run of 13-19 digits, single spaces or dashes allowed between them ("5123 4500 0000 0008")
+_DIGIT_RUN = re.compile(r"(?<![0-9])[0-9](?:[ -]?[0-9]){12,18}(?![0-9])", re.ASCII)
+
+
+def _mask_pan(match: re.Match[str]) -> str:
+    digits = re.sub(r"[^0-9]", "", match.group(0))
+    if not _luhn(digits):
+        return match.group(0)  # a bill reference, a national ID: not a card number
+    return f"{digits[:6]}******{digits[-4:]}"
+
+
+def _luhn(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch) * (2 if i % 2 else 1)
+        total += d - 9 if d > 9 else d
+    return total % 10 == 0
 
 
 def redact(text: str) -> str:
-    """Mask anything that looks like a full card number (keep BIN and last four) and truncate."""
-    masked = _PAN.sub(lambda m: f"{m.group(1)}******{m.group(2)}", text)
-    masked = re.sub(
-        r'("?(?:' + "|".join(_SECRET_KEYS) + r')"?\s*[:=]\s*"?)[^"&,}\s]*',
-        r"\1***",
-        masked,
-        flags=re.IGNORECASE,
-    )
+    """Mask card numbers (keep BIN and last four) and secret fields, in any encoding of a form.
+
+    Percent-encoded text (forms, query strings) is decoded first, so ``cv%76=123`` cannot hide a
+    CVV; multipart parts, JSON members and ``key=value`` pairs are all masked.
+    """
+    if text and text[0] not in "[{" and "%" in text:
+        text = unquote_plus(text)
+    masked = _DIGIT_RUN.sub(_mask_pan, text)
+    masked = _MULTIPART.sub(r"\1***", masked)
+    masked = _KEYED.sub(r"\1***", masked)
     return masked if len(masked) <= MAX_BODY else masked[:MAX_BODY] + "…[truncated]"
 
 
@@ -68,9 +93,11 @@ def _maybe_json(text: str) -> Any:
     if not text or text[0] not in "[{":
         return None
     try:
-        return json.loads(text)
-    except ValueError:
+        data = json.loads(text)
+        json.dumps(data, ensure_ascii=False).encode("utf-8")  # a lone surrogate could never be served
+    except (ValueError, RecursionError, UnicodeEncodeError):
         return None
+    return data
 
 
 _KEPT_HEADERS = ("content-type", "x-tahseel-signature", "x-tahseel-timestamp", "idempotency-key")

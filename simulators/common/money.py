@@ -13,7 +13,7 @@ from .errors import InvalidAmount
 
 CURRENCY = "EGP"
 CURRENCY_NUMERIC = "818"
-_AMOUNT = re.compile(r"^(0|[1-9]\d{0,11})\.(\d{2})$")
+_AMOUNT = re.compile(r"(0|[1-9][0-9]{0,11})\.([0-9]{2})", re.ASCII)  # whole string: fullmatch
 
 
 def parse_amount(value: Any, field: str = "amount", *, allow_zero: bool = False) -> int:
@@ -21,7 +21,7 @@ def parse_amount(value: Any, field: str = "amount", *, allow_zero: bool = False)
     if not isinstance(value, str):
         raise InvalidAmount(
             f"{field} must be a string with exactly two decimals such as \"1250.50\"", field=field)
-    match = _AMOUNT.match(value)
+    match = _AMOUNT.fullmatch(value)
     if not match:
         raise InvalidAmount(
             f"{field} {value!r} is not a non-negative amount with exactly two decimals", field=field)

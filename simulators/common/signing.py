@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Mapping
 from datetime import datetime
 
@@ -18,6 +19,8 @@ from .errors import BadSignature
 SIGNATURE_HEADER = "X-Tahseel-Signature"
 TIMESTAMP_HEADER = "X-Tahseel-Timestamp"
 DEFAULT_WINDOW_SECONDS = 300
+_TIMESTAMP = re.compile(r"[1-9][0-9]{0,11}", re.ASCII)
+_SIGNATURE = re.compile(r"v1=[0-9a-f]{64}", re.ASCII)
 
 
 def signature(secret: str, timestamp: int, body: bytes) -> str:
@@ -42,16 +45,16 @@ def verify(secret: str, headers: Mapping[str, str], body: bytes, now: datetime,
     if not raw_sig:
         raise BadSignature(f"missing {SIGNATURE_HEADER} header", field=SIGNATURE_HEADER,
                            code="SIGNATURE_MISSING")
-    try:
-        timestamp = int(raw_ts)
-    except ValueError:
-        raise BadSignature("timestamp is not an integer number of seconds",
-                           field=TIMESTAMP_HEADER) from None
+    if not _TIMESTAMP.fullmatch(raw_ts):
+        raise BadSignature("timestamp must be a whole number of Unix seconds (ASCII digits, no sign)",
+                           field=TIMESTAMP_HEADER)
+    timestamp = int(raw_ts)
     if abs(now.timestamp() - timestamp) > window_seconds:
         raise BadSignature(
             f"timestamp is outside the {window_seconds}s replay window", field=TIMESTAMP_HEADER,
             code="SIGNATURE_EXPIRED")
-    given = raw_sig.removeprefix("v1=")
+    if not _SIGNATURE.fullmatch(raw_sig):
+        raise BadSignature("signature must be 'v1=' and 64 lower-case hex digits", field=SIGNATURE_HEADER)
     expected = signature(secret, timestamp, body)
-    if not hmac.compare_digest(given.encode("ascii", "replace"), expected.encode("ascii")):
+    if not hmac.compare_digest(raw_sig[3:].encode("ascii"), expected.encode("ascii")):
         raise BadSignature("signature does not match the body", field=SIGNATURE_HEADER)

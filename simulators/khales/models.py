@@ -75,6 +75,7 @@ class Transaction:
     reversal: dict[str, Any] | None = None
     settlement_feed: Delivery | None = None
     events: list[dict[str, Any]] = field(default_factory=list)
+    finished: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)  # set when answered
 
     def to_dict(self) -> dict[str, Any]:
         amount = money.format_amount(self.amount) if self.amount is not None else None
@@ -220,18 +221,25 @@ class KhalesModel:
         now = self.component.clock.now()
         with self._lock:
             tx_id = body.get("transaction_id")
-            if tx_id is not None and tx_id in self.transactions:
-                existing = self.transactions[tx_id]
+            existing = self.transactions.get(tx_id) if tx_id is not None else None
+            if existing is not None:
                 if existing.request_body != body:
                     raise Conflict(f"transaction {tx_id} was already used with another body",
                                    field="transaction_id")
+            else:
+                while tx_id is None or tx_id in self.transactions:
+                    tx_id = self._new_id("KHT")
+                tx = Transaction(transaction_id=tx_id, bill_reference=body["bill_reference"], outlet=outlet,
+                                 request_body=copy.deepcopy(body), created_at=iso(now),
+                                 business_date=cairo(now).date().isoformat())
+                self.transactions[tx_id] = tx
+        if existing is not None:
+            # Same id, same body: the same answer, so a replay waits for the first call's outcome.
+            if not existing.finished.wait(self._conversation_limit()):
+                raise Conflict(f"transaction {tx_id} is still in progress", field="transaction_id",
+                               code="IN_PROGRESS")
+            with self._lock:
                 return existing.to_dict(), False
-            while tx_id is None or tx_id in self.transactions:
-                tx_id = self._new_id("KHT")
-            tx = Transaction(transaction_id=tx_id, bill_reference=body["bill_reference"], outlet=outlet,
-                             request_body=copy.deepcopy(body), created_at=iso(now),
-                             business_date=cairo(now).date().isoformat())
-            self.transactions[tx_id] = tx
         try:
             self._converse(tx, amount)
         except Exception as exc:
@@ -239,8 +247,14 @@ class KhalesModel:
             log.exception("outlet payment %s failed unexpectedly", tx_id)
             self._finish(tx, "FAILED", _error("INTERNAL", f"{type(exc).__name__}: {exc}"))
             raise
+        finally:
+            tx.finished.set()
         with self._lock:
             return tx.to_dict(), True
+
+    def _conversation_limit(self) -> float:
+        """The longest an outlet's conversation can take: every call timing out, plus a margin."""
+        return self.biller_timeout * (self.payment_retries + 3) + 5
 
     def _finish(self, tx: Transaction, status: str, error: dict[str, Any] | None = None) -> None:
         with self._lock:

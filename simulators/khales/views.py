@@ -7,12 +7,12 @@ for the receipt, and the transaction comes back with its outcome.
 
 from __future__ import annotations
 
-from datetime import date
 from typing import TYPE_CHECKING
 
 from flask import Blueprint, Response, jsonify, request
 
 from simulators.common.component import read_json
+from simulators.common.wire import parse_date
 
 from .errors import InvalidDate
 
@@ -42,13 +42,7 @@ def make_blueprint(component: Component, model: KhalesModel) -> Blueprint:
     @bp.get("/transactions")
     def transactions() -> Response:
         raw = request.args.get("business_date")
-        day = None
-        if raw:
-            try:
-                day = date.fromisoformat(raw)
-            except ValueError:
-                raise InvalidDate(f"business_date {raw!r} is not a date YYYY-MM-DD",
-                                  field="business_date") from None
+        day = parse_date(raw, "business_date", InvalidDate) if raw else None
         return jsonify(transactions=model.list_transactions(day, request.args.get("outlet_id") or None))
 
     return bp

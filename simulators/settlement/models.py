@@ -17,10 +17,10 @@ from datetime import date, datetime, time
 from typing import TYPE_CHECKING, Any
 
 from simulators.common.calendar import cairo_datetime, parse_hhmm
-from simulators.common.clock import iso, parse_instant
+from simulators.common.clock import iso
 from simulators.common.delivery import Courier, Delivery
-from simulators.common.errors import ValidationFailed
 from simulators.common.money import format_amount, parse_amount, parse_currency
+from simulators.common.wire import parse_instant_field
 
 from .errors import (
     AlreadyReversed,
@@ -185,10 +185,7 @@ class SettlementModel:
         amount = parse_amount(body["amount"], "amount")
         fee = parse_amount(body["collection_fee"], "collection_fee", allow_zero=True)
         parse_currency(body["currency"])
-        try:
-            collected_at = parse_instant(body["collected_at"])
-        except ValueError:
-            raise ValidationFailed("collected_at is not an ISO 8601 instant", field="collected_at") from None
+        collected_at = parse_instant_field(body["collected_at"], "collected_at")
         is_reversal = body["type"] == "reversal"
         if is_reversal and not body.get("reverses"):
             raise ReversalMismatch("a reversal names the collection it reverses", field="reverses")

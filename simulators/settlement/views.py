@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from flask import Blueprint, Response, jsonify, request
 
+from simulators.common import wire
 from simulators.common.component import read_json
 from simulators.common.http import encode_json
 from simulators.common.signing import sign_headers, verify
@@ -27,8 +28,7 @@ if TYPE_CHECKING:
 
     from .models import SettlementModel
 
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_GOVERNORATE = re.compile(r"^\d{2}$")
+_GOVERNORATE = re.compile(r"[0-9]{2}", re.ASCII)
 
 
 def make_blueprint(component: Component, model: SettlementModel) -> Blueprint:
@@ -86,19 +86,14 @@ def make_blueprint(component: Component, model: SettlementModel) -> Blueprint:
     return bp
 
 
-def parse_date(text: str, field: str) -> date:
+def parse_date(text: str | None, field: str) -> date:
     """A Cairo business date written ``YYYY-MM-DD`` (nothing else: no basic ISO form)."""
-    if not _DATE.match(text or ""):
-        raise InvalidDate(f"{field} {text!r} is not a date YYYY-MM-DD", field=field)
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise InvalidDate(f"{field} {text!r} is not a real date", field=field) from None
+    return wire.parse_date(text, field, InvalidDate)
 
 
 def governorate_arg() -> str | None:
     value = request.args.get("governorate_code")
-    if value is not None and not _GOVERNORATE.match(value):
+    if value is not None and not _GOVERNORATE.fullmatch(value):
         raise InvalidQuery("governorate_code is two digits such as 01", field="governorate_code")
     return value or None
 

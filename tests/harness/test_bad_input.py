@@ -4,6 +4,7 @@ amount."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -143,3 +144,142 @@ def test_negative_and_malformed_amounts(world: dict[str, Any]) -> None:
         assert_error(world["session"].post(world["urls"]["khales"] + "/api/outlet-payments",
                                            json={"bill_reference": bill, "amount": amount}), (400, 422))
     assert state(world) == before
+
+
+# --- cases from the breaker's report: each a whole kind of fault, kept as a test ------------------
+
+JSON_ENDPOINTS = [(p, e, s) for p, e, s in ENDPOINTS]
+
+
+@pytest.mark.parametrize(("party", "path", "secret"), JSON_ENDPOINTS, ids=[f"{p}{e}" for p, e, _ in ENDPOINTS])
+def test_lone_surrogates_deep_nesting_and_wrong_media_type(world: dict[str, Any], party: str, path: str,
+                                                           secret: str | None) -> None:
+    """Valid JSON that can never be stored, JSON that nests 1000 deep, and a non-JSON media type."""
+    before = state(world)
+    surrogate = b'{"bill_reference": "\\ud800", "governorate_code": "01", "service_code": "TUC"}'
+    error = assert_error(post(world, party, path, surrogate, secret), (400, 422))
+    assert "surrogate" in error["message"] or error["code"] == "VALIDATION_FAILED"
+    assert_error(post(world, party, path, b"[" * 1000 + b"]" * 1000, secret), (400,))
+    assert world["session"].get(world["urls"][party] + "/_admin/journal").status_code == 200  # still readable
+    text_plain = world["session"].post(world["urls"][party] + path.format(bill=world["order"]["bill_reference"]),
+                                       data=b'{"request_number": "x"}', headers={"Content-Type": "text/plain"})
+    if not secret:  # signed endpoints check the signature first (401), unsigned ones the media type
+        error = assert_error(text_plain, (415,))
+        assert error["field"] == "Content-Type"
+    assert state(world) == before
+
+
+def test_trailing_newlines_and_unicode_digits_do_not_pass_patterns(world: dict[str, Any]) -> None:
+    before = state(world)
+    bill = world["order"]["bill_reference"]
+    payment = {"khales_transaction_id": "KHT1\n", "inquiry_id": "KHI1", "bill_reference": bill,
+               "amount": "27.00", "currency": "EGP", "outlet_id": "KH-01-0001", "paid_at": "2026-12-07T08:00:00Z"}
+    error = assert_error(post(world, "reference", "/khales/payments", encode_json(payment), "khales_biller"), (422,))
+    assert error["field"] == "khales_transaction_id"
+    payment.update(khales_transaction_id="KHT1", amount="27.00\n")
+    assert assert_error(post(world, "reference", "/khales/payments", encode_json(payment), "khales_biller"),
+                        (422,))["field"] == "amount"
+    payment.update(amount="٢٧.٠٠")
+    assert_error(post(world, "reference", "/khales/payments", encode_json(payment), "khales_biller"), (422,))
+    assert state(world) == before
+
+
+def test_dates_the_format_allows_but_python_cannot_hold(world: dict[str, Any]) -> None:
+    bill = world["order"]["bill_reference"]
+    payment = {"khales_transaction_id": "KHT9", "inquiry_id": "KHI9", "bill_reference": bill, "amount": "27.00",
+               "currency": "EGP", "outlet_id": "KH-01-0001", "paid_at": "9999-12-31T23:59:59-23:59"}
+    error = assert_error(post(world, "reference", "/khales/payments", encode_json(payment), "khales_biller"), (422,))
+    assert error["field"] == "paid_at"
+    payment["paid_at"] = "2026-12-07t08:00:00z"  # lower-case t and z are RFC 3339
+    accepted = post(world, "reference", "/khales/payments", encode_json(payment), "khales_biller")
+    assert accepted.status_code == 200 and accepted.json()["status"] == "ACCEPTED"
+
+
+def test_oversized_or_odd_signature_headers_are_401_not_500(world: dict[str, Any]) -> None:
+    url = world["urls"]["settlement"] + "/api/collections"
+    body = b"{}"
+    for timestamp in ("1" + "0" * 400, "+1796303924", "1796_303924", "0001796303924"):
+        response = world["session"].post(url, data=body, headers={
+            "Content-Type": "application/json", "X-Tahseel-Timestamp": timestamp,
+            "X-Tahseel-Signature": "v1=" + "0" * 64})
+        assert assert_error(response, (401,))["field"] == "X-Tahseel-Timestamp"
+    headers = sign_headers(world["settings"]["secrets"]["collections_feed"], body, parse_instant(NOW))
+    headers["X-Tahseel-Signature"] = headers["X-Tahseel-Signature"][3:]  # bare hex, no version
+    response = world["session"].post(url, data=body, headers=dict(headers, **{"Content-Type": "application/json"}))
+    assert assert_error(response, (401,))["field"] == "X-Tahseel-Signature"
+
+
+def _open_session(world: dict[str, Any]) -> str:
+    started = world["session"].post(world["urls"]["reference"] + f"/api/orders/{world['order']['bill_reference']}"
+                                    "/card-payments", json={})
+    assert started.status_code == 201
+    return started.json()["payment_url"]
+
+
+def test_card_number_in_other_digits_is_refused_not_charged(world: dict[str, Any]) -> None:
+    url = _open_session(world)
+    response = world["session"].post(url, data={"card_number": "٤١١١١١١١١١١١١١١١", "expiry": "12/30",
+                                                "cvv": "123"}, allow_redirects=False)
+    assert response.status_code == 422 and "card_number" in response.text
+    order = world["session"].get(world["urls"]["reference"] + f"/api/orders/{world['order']['bill_reference']}")
+    assert order.json()["status"] == "UNPAID"
+
+
+def test_card_data_never_reaches_a_journal_in_any_encoding(world: dict[str, Any]) -> None:
+    url = _open_session(world)
+    s = world["session"]
+    refused = s.post(url + "?card_number=4111111111111111&cvv=777", data={"expiry": "12/30"}, allow_redirects=False)
+    assert refused.status_code == 422  # card data in a URL is refused, never used
+    s.post(url, data="card_number=4000000000000002&expiry=12/30&cv%76=321",
+           headers={"Content-Type": "application/x-www-form-urlencoded"}, allow_redirects=False)
+    paid = s.post(url, files={"card_number": (None, "5123 4500 0000 0008"), "expiry": (None, "12/30"),
+                              "cvv": (None, "654")}, allow_redirects=False)
+    assert paid.status_code == 303
+    for party, base in world["urls"].items():
+        entries = s.get(base + "/_admin/journal").json()["entries"]
+        text = json.dumps([[e["url"], e["request_body"], e["response_body"]] for e in entries], ensure_ascii=False)
+        for secret in ("4111111111111111", "4000000000000002", "5123450000000008", "5123 4500 0000 0008",
+                       "=777", "=321", "\\r\\n\\r\\n654"):
+            assert secret not in text, f"{secret!r} in the journal of {party}"
+
+
+def test_a_replayed_cash_payment_after_its_reversal_is_refused(world: dict[str, Any]) -> None:
+    bill = world["order"]["bill_reference"]
+    payment = {"khales_transaction_id": "KHT-R1", "inquiry_id": "KHI-R1", "bill_reference": bill,
+               "amount": "27.00", "currency": "EGP", "outlet_id": "KH-01-0001", "paid_at": "2026-12-07T08:00:00Z"}
+    body = encode_json(payment)
+    assert post(world, "reference", "/khales/payments", body, "khales_biller").status_code == 200
+    reversal = encode_json({"reversal_id": "KHR-R1", "khales_transaction_id": "KHT-R1", "bill_reference": bill})
+    assert post(world, "reference", "/khales/reversals", reversal, "khales_biller").json()["status"] == "REVERSED"
+    error = assert_error(post(world, "reference", "/khales/payments", body, "khales_biller"), (409,))
+    assert error["code"] == "TRANSACTION_REVERSED"
+    order = world["session"].get(world["urls"]["reference"] + f"/api/orders/{bill}").json()
+    assert order["status"] == "UNPAID"
+
+
+def test_concurrent_replays_of_one_outlet_payment_all_get_the_final_answer(world: dict[str, Any]) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    body = {"bill_reference": world["order"]["bill_reference"], "transaction_id": "KHT000000000777"}
+
+    def pay(_: int) -> tuple[int, str]:
+        response = requests.post(world["urls"]["khales"] + "/api/outlet-payments", json=body, timeout=30)
+        return response.status_code, response.json().get("status")
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        answers = list(pool.map(pay, range(12)))
+    assert {status for _, status in answers} == {"PAID"}, answers
+    assert sorted(code for code, _ in answers) == [200] * 11 + [201]
+    order = world["session"].get(world["urls"]["reference"] + f"/api/orders/{world['order']['bill_reference']}")
+    assert len(order.json()["payments"]) == 1
+
+
+def test_a_card_session_expires_with_its_bill(world: dict[str, Any]) -> None:
+    url = _open_session(world)
+    session_id = url.rsplit("/", 1)[-1]
+    order = world["session"].get(world["urls"]["reference"] + f"/api/orders/{world['order']['bill_reference']}")
+    body = b""
+    headers = sign_headers(world["settings"]["secrets"]["card_gateway_merchant"], body, parse_instant(NOW))
+    headers["X-Merchant-Id"] = world["settings"]["card_gateway"]["merchant_id"]
+    session = world["session"].get(world["urls"]["card_gateway"] + f"/api/sessions/{session_id}", headers=headers)
+    assert session.json()["expires_at"] <= order.json()["expires_at"]

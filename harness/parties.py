@@ -76,11 +76,19 @@ class SharedClock:
         during the round that made work due at a party ticked earlier (a webhook that queued a
         confirmation). So the round ends with every party saying nothing is due at its now.
         """
-        total = 0
+        total, idle_but_due = 0, 0
         for _ in range(max_rounds):
             ran = sum(int(self.parties.admin(p, "POST", "/tick").get("ran", 0)) for p in self.controlled)
             total += ran
-            if ran == 0 and not any(self._due_now(p) for p in self.controlled):
+            if ran:
+                idle_but_due = 0
+                continue
+            if not any(self._due_now(p) for p in self.controlled):
+                return total
+            # Work is due but nobody ran it: a party's own ticker had it in hand (the next tick waits
+            # for that to finish), or a party reports work it cannot do yet. Give it a few rounds.
+            idle_but_due += 1
+            if idle_but_due >= 3:
                 return total
         raise PartyError(f"parties still busy after {max_rounds} rounds of due work (a retry loop?)")
 

@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet --config-settings editable_mode=compat -e '.[dev,load]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,load]'
 	touch $(STAMP)
 
 ## Start every simulator and the reference service, run the whole scenario suite, print the table.

@@ -74,7 +74,10 @@ def _execute(paths: tuple[str, ...], target: str | None, tags: str | None, skip_
     if not scenarios:
         click.echo("tahseel: no scenario matched", err=True)
         sys.exit(2)
-    ports = {n: DEFAULT_PORTS[n] for n in PARTY_ORDER if n != "reference"} if target else None
+    # Against a target, the simulators listen where the target was told they are: the serve ports
+    # (8001-8004), or TAHSEEL_PORT_<PARTY> when those are taken.
+    ports = {n: int(os.environ.get(f"TAHSEEL_PORT_{n.upper()}", DEFAULT_PORTS[n]))
+             for n in PARTY_ORDER if n != "reference"} if target else None
     with Stack(target=target, ports=ports) as stack:
         if target:
             click.echo("simulators for the target: " + json.dumps(

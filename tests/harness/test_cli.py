@@ -85,3 +85,29 @@ def test_run_refuses_an_invalid_scenario_before_starting(tmp_path: Path) -> None
                           cwd=ROOT, timeout=120)
     assert done.returncode == 2
     assert f"{bad}:3" in done.stderr and "steps" in done.stderr
+
+
+def test_run_and_certify_against_another_collection_service(tmp_path: Path) -> None:
+    """The reference, started apart like an integrator's service, is tested through --target."""
+    from harness.stack import create_component_app
+    from simulators.common.config import load_settings
+    from simulators.common.server import ServerThread
+
+    ports = dict(zip(PARTIES[1:], free_ports(4), strict=True))
+    urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+    target_socket = reserve_socket()
+    urls["reference"] = f"http://127.0.0.1:{target_socket.getsockname()[1]}"
+    settings = load_settings({"urls": urls, "reference": {"database": str(tmp_path / "target.sqlite3")}})
+    target = ServerThread(create_component_app("reference", settings), sock=target_socket).start()
+    env = dict(os.environ, **{f"TAHSEEL_PORT_{name.upper()}": str(port) for name, port in ports.items()})
+    try:
+        done = subprocess.run([sys.executable, "-m", "harness.cli", "certify", "--target", target.url,
+                               "--report-dir", str(tmp_path / "cert")], capture_output=True, text=True,
+                              cwd=ROOT, env=env, timeout=300)
+    finally:
+        target.stop()
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "verdict: CERTIFIED" in done.stdout
+    assert "| P5 " in done.stdout and "| E2 " in done.stdout  # per obligation
+    result = json.loads((tmp_path / "cert" / "result.json").read_text(encoding="utf-8"))
+    assert result["ok"] is True and result["target"] == target.url

@@ -84,6 +84,7 @@ def serve(host: str, ports: dict[str, int], data_dir: str, as_json: bool, thread
             procs[name] = subprocess.Popen(
                 [sys.executable, "-m", "gunicorn", "--bind", f"{host}:{ports[name]}", "--workers", "1",
                  "--threads", str(threads), "--worker-class", "gthread", "--graceful-timeout", "5",
+                 "--limit-request-line", "8190",
                  "--log-level", "warning", "--name", f"tahseel-{name}", f"harness.wsgi:create('{name}')"],
                 env=env)
         wait_healthy(urls, procs)

@@ -92,10 +92,9 @@ class Runner:
         for party in self.controlled:
             self.parties.admin(party, "POST", "/reset")
         run.clock.set(parse_instant(run.given.get("clock", DEFAULT_START)))
-        for party in self.parties.urls:
-            if party in self.controlled:
-                entries = self.parties.admin(party, "GET", "/journal?limit=1").get("entries", [])
-                run.journal_marks[party] = entries[-1]["id"] if entries else 0
+        for party in self.controlled:
+            entries = self.parties.admin(party, "GET", "/journal?limit=1").get("entries", [])
+            run.journal_marks[party] = entries[-1]["id"] if entries else 0
 
     def _run_step(self, run: ScenarioRun, step: Step) -> StepResult:
         result = StepResult(index=step.index, name=step.name, action=step.action, label=step.label)
@@ -104,8 +103,9 @@ class Runner:
             args = substitute(step.args, run.variables)
             observation: Observation = ACTIONS[step.action](run, args)
             run.clock.quiesce()
-            self._save(run, step, args, observation)
             self._check(substitute(step.expect or {}, run.variables), step, observation, result)
+            if result.status == PASSED:  # a failed step's own difference is the message, not a save error
+                self._save(run, step, args, observation)
         except (ScenarioError, ValueError) as exc:
             result.status, result.message = ERROR, str(exc)
         except PartyError as exc:
@@ -120,9 +120,11 @@ class Runner:
         return result
 
     def _save(self, run: ScenarioRun, step: Step, args: Any, observation: Observation) -> None:
-        name = (args.get("as") if isinstance(args, dict) else None) or DEFAULT_NAMES.get(step.action)
+        explicit = args.get("as") if isinstance(args, dict) else None
+        name = explicit or DEFAULT_NAMES.get(step.action)
         value = observation.json if observation.json is not None else {"status": observation.status}
-        if name and (observation.status is None or observation.status < 400 or step.expect):
+        # An expected refusal does not overwrite `order` & co.; a result named with `as:` is always kept.
+        if name and (explicit or observation.status is None or observation.status < 400):
             run.variables[name] = value
         for var, path in step.save.items():
             found = lookup(value, path)

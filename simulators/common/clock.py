@@ -7,8 +7,10 @@ and work that falls due (webhook retries, outbox retries, settlement at T+2) run
 
 from __future__ import annotations
 
+import re
 import threading
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 CAIRO = ZoneInfo("Africa/Cairo")
@@ -39,6 +41,16 @@ def cairo(value: datetime) -> datetime:
     return value.astimezone(CAIRO)
 
 
+EARLIEST, LATEST = datetime(2000, 1, 1, tzinfo=UTC), datetime(2999, 12, 31, tzinfo=UTC)
+
+
+def _check_range(instant: datetime) -> datetime:
+    """Simulated time stays within 2000-2999: calendars, holidays and dates all work there."""
+    if not EARLIEST <= instant <= LATEST:
+        raise ValueError(f"the simulated clock stays between {EARLIEST.date()} and {LATEST.date()}")
+    return instant
+
+
 class Clock:
     """A clock that is real until it is set, then simulated.
 
@@ -64,6 +76,7 @@ class Clock:
         """Switch to simulated time at ``instant`` (aware)."""
         if instant.tzinfo is None:
             raise ValueError("clock instants must carry a time zone")
+        _check_range(instant)
         with self._lock:
             self._simulated = instant.astimezone(UTC)
             return self._simulated
@@ -74,7 +87,7 @@ class Clock:
             raise ValueError("the clock only moves forward")
         with self._lock:
             base = self._simulated if self._simulated is not None else datetime.now(UTC)
-            self._simulated = base + delta
+            self._simulated = _check_range(base + delta)
             return self._simulated
 
     def use_real_time(self) -> None:
@@ -82,30 +95,33 @@ class Clock:
             self._simulated = None
 
 
-_UNITS = {"ms": 0.001, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hour": 3600, "hours": 3600,
-          "d": 86400, "day": 86400, "days": 86400, "minutes": 60, "seconds": 1}
+_UNITS = {"ms": 0.001, "s": 1, "sec": 1, "seconds": 1, "m": 60, "min": 60, "minutes": 60, "h": 3600,
+          "hour": 3600, "hours": 3600, "d": 86400, "day": 86400, "days": 86400}
+_DURATION_PART = re.compile(r"([0-9]{1,9}(?:\.[0-9]{1,6})?) ?([a-z]+)", re.ASCII)
+_DURATION = re.compile(r"(?:[0-9]{1,9}(?:\.[0-9]{1,6})? ?[a-z]+ ?)+", re.ASCII)
+MAX_DURATION = timedelta(days=3660)  # ten years: beyond it a simulation has lost its way
 
 
-def parse_duration(text: str | int | float) -> timedelta:
+def parse_duration(text: str | int | float | Decimal) -> timedelta:
     """Parse ``"2h"``, ``"30 m"``, ``"1d"``, ``"90s"``, ``"1h30m"`` or a number of seconds.
 
-    Business days are not durations: they need the calendar (see ``calendar.py``).
+    ASCII digits only, at most ten years. Business days are not durations: they need the calendar
+    (see ``calendar.py``).
     """
-    if isinstance(text, bool):
+    if isinstance(text, bool) or not isinstance(text, str | int | float | Decimal):
         raise ValueError("a duration is a number of seconds or a text such as '2h'")
-    if isinstance(text, int | float):
-        if text < 0:
-            raise ValueError("a duration cannot be negative")
-        return timedelta(seconds=text)
-    import re
-
-    parts = re.findall(r"(\d+(?:\.\d+)?)\s*([a-z]+)", text.strip().lower())
-    rest = re.sub(r"(\d+(?:\.\d+)?)\s*([a-z]+)", "", text.strip().lower()).strip()
-    if not parts or rest:
-        raise ValueError(f"not a duration: {text!r} (use e.g. '90s', '15m', '2h', '1d')")
-    total = 0.0
-    for number, unit in parts:
-        if unit not in _UNITS:
-            raise ValueError(f"unknown duration unit {unit!r} in {text!r}")
-        total += float(number) * _UNITS[unit]
-    return timedelta(seconds=total)
+    if isinstance(text, str):
+        if not _DURATION.fullmatch(text.lower()):
+            raise ValueError(f"not a duration: {text[:40]!r} (use e.g. '90s', '15m', '2h', '1d')")
+        seconds = Decimal(0)
+        for number, unit in _DURATION_PART.findall(text.lower()):
+            if unit not in _UNITS:
+                raise ValueError(f"unknown duration unit {unit!r} in {text[:40]!r}")
+            seconds += Decimal(number) * Decimal(str(_UNITS[unit]))
+    else:
+        seconds = Decimal(str(text))
+    if not seconds.is_finite() or seconds < 0:
+        raise ValueError("a duration is a finite, non-negative number of seconds")
+    if seconds > Decimal(MAX_DURATION.total_seconds()):
+        raise ValueError("a duration is at most ten years")
+    return timedelta(seconds=float(seconds))

@@ -13,6 +13,7 @@ import re
 import socket
 import time
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 from flask import Flask, Response, g, jsonify, request
@@ -23,7 +24,7 @@ from .clock import Clock, iso
 from .errors import ApiError, MalformedBody, Unavailable, UnsupportedMediaType
 from .faults import FaultInjector
 from .http import OutboundClient
-from .journal import Journal, body_text, redact
+from .journal import Journal, body_text, form_text, redact
 from .scheduler import Scheduler
 
 log = logging.getLogger(__name__)
@@ -83,7 +84,8 @@ class Component:
     def install(self, app: Flask) -> None:
         from .admin import admin_blueprint
 
-        app.config.setdefault("MAX_CONTENT_LENGTH", MAX_BODY_BYTES)
+        if app.config.get("MAX_CONTENT_LENGTH") is None:  # Flask's default config holds None, not nothing
+            app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
         app.json.ensure_ascii = False  # type: ignore[attr-defined]
         app.json.sort_keys = False  # type: ignore[attr-defined]
         app.extensions["tahseel"] = self
@@ -120,20 +122,26 @@ class Component:
             return response
         fault = getattr(g, "tahseel_fault", None)
         dropped = fault is not None and fault.kind == "drop_response"
+        try:
+            self._journal_exchange(response, fault, dropped)
+        except Exception:  # noqa: BLE001 - the journal must never turn an answer into a 500
+            log.exception("%s could not journal %s %s", self.name, request.method, request.path)
+        if dropped:
+            _drop_connection()
+        return response
+
+    def _journal_exchange(self, response: Response, fault: Any, dropped: bool) -> None:
         response_body = "" if response.direct_passthrough else body_text(response.get_data())
         started = getattr(g, "tahseel_started", time.perf_counter())
         self.journal.record(
             at=getattr(g, "tahseel_at", iso(self.clock.now())), direction="in", method=request.method,
             url=redact(request.url), path=request.path, status=response.status_code,
-            request_headers=dict(request.headers), request_body=body_text(request.get_data(cache=True)),
+            request_headers=dict(request.headers), request_body=_journal_request_body(),
             response_body=response_body, duration_ms=round((time.perf_counter() - started) * 1000, 2),
             peer=request.remote_addr or "",
             outcome=f"fault:{fault.kind}" if fault is not None else "ok",
             note=f"work done, answer dropped by injected fault {fault.id}" if dropped else "",
         )
-        if dropped:
-            _drop_connection()
-        return response
 
     def _unexpected(self, exc: Exception) -> tuple[Response, int]:
         log.exception("unexpected error in %s", self.name)
@@ -152,6 +160,27 @@ def _http_error(exc: HTTPException) -> tuple[Response, int]:
     if field:
         body["field"] = field
     return jsonify({"error": body}), exc.code or 400
+
+
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+def _journal_request_body() -> str:
+    """The request body as the journal keeps it. Forms are journaled as parsed fields, so that no
+    way of writing a field (quoting, RFC 2231 names, percent-encoding) can carry a CVV past the mask."""
+    try:
+        if request.mimetype in FORM_TYPES:
+            try:
+                fields = list(request.form.items(multi=True))
+                files = [(name, f.filename or "") for name, f in request.files.items(multi=True)]
+            except HTTPException:
+                raise
+            except Exception:  # noqa: BLE001 - an unparseable form is journaled as such, never raw
+                return "<form that could not be parsed>"
+            return form_text(fields, files)
+        return body_text(request.get_data(cache=True))
+    except HTTPException as exc:  # 413: the body was never read, so there is nothing to keep
+        return f"<body not kept: {exc.name}>"
 
 
 def _drop_connection() -> None:
@@ -175,6 +204,10 @@ def read_json(schema: str | None = None) -> Any:
     not UTF-8 JSON, repeats a key, holds NaN/Infinity, nests deeper than ``MAX_JSON_DEPTH`` or
     holds a lone UTF-16 surrogate (``"\ud800"`` parses, but can never be stored or sent on).
     """
+    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        raise UnsupportedMediaType(f"Content-Encoding {encoding[:40]!r} is not accepted; send the body as is",
+                                   field="Content-Encoding")
     mimetype = request.mimetype or ""
     if mimetype != "application/json" and not (mimetype.startswith("application/") and mimetype.endswith("+json")):
         raise UnsupportedMediaType(f"Content-Type must be application/json, not {mimetype or 'missing'!r}",
@@ -183,8 +216,10 @@ def read_json(schema: str | None = None) -> Any:
     if not raw:
         raise MalformedBody("the request body is empty; a JSON object is expected", field="body")
     try:
+        # parse_float=Decimal: no request ever carries a float (120.0 is not an integer, money never
+        # a binary fraction), and 1e400 stays a number instead of becoming infinity.
         data = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicate_keys,
-                          parse_constant=_no_constants)
+                          parse_constant=_no_constants, parse_float=Decimal)
     except UnicodeDecodeError:
         raise MalformedBody("the body is not UTF-8", field="body") from None
     except RecursionError:

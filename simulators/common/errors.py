@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+MAX_MESSAGE = 500  # an error names the field; it never echoes a whole (possibly huge) value back
+
 
 class ApiError(Exception):
     """Base of every error a component returns on purpose."""
@@ -19,6 +21,8 @@ class ApiError(Exception):
 
     def __init__(self, message: str, *, field: str | None = None, code: str | None = None,
                  status: int | None = None, details: Any = None) -> None:
+        if len(message) > MAX_MESSAGE:
+            message = message[:MAX_MESSAGE] + "…"
         super().__init__(message)
         self.message = message
         self.field = field

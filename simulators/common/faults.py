@@ -14,11 +14,14 @@ import itertools
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from .clock import Clock, iso, parse_duration, parse_instant
 from .errors import ValidationFailed
 
+MAX_COUNT = 1_000_000
+MAX_DELAY_SECONDS = 30  # a delayed request holds a server thread; the admin plane shares the pool
 HTTP_KINDS_IN = {"down", "delay", "error", "drop_response"}
 HTTP_KINDS_OUT = {"down", "delay", "timeout", "error", "drop_response", "duplicate"}
 
@@ -91,8 +94,8 @@ class FaultInjector:
                 f"kind {kind!r} is not a fault of direction {direction!r}; one of {sorted(allowed)}",
                 field="kind")
         count = spec.get("count")
-        if count is not None and (not isinstance(count, int) or isinstance(count, bool) or count < 1):
-            raise ValidationFailed("count must be a positive integer", field="count")
+        if count is not None and (not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= MAX_COUNT):
+            raise ValidationFailed(f"count must be an integer from 1 to {MAX_COUNT}", field="count")
         for name in ("endpoint", "method", "target"):
             if spec.get(name) is not None and not isinstance(spec.get(name), str):
                 raise ValidationFailed(f"{name} must be a string", field=name)
@@ -108,13 +111,16 @@ class FaultInjector:
         if spec.get("for") is not None:
             try:
                 ends = (starts or now) + parse_duration(spec["for"])
-            except (TypeError, ValueError) as exc:
-                raise ValidationFailed(str(exc), field="for") from None
+            except (TypeError, ValueError, OverflowError) as exc:
+                raise ValidationFailed(str(exc) if not isinstance(exc, OverflowError)
+                                       else "the window ends past the last representable instant",
+                                       field="for") from None
         params = dict(spec.get("params") or {})
         seconds = params.get("seconds")
-        if seconds is not None and (not isinstance(seconds, int | float) or isinstance(seconds, bool)
-                                    or not 0 <= seconds <= 60):
-            raise ValidationFailed("params.seconds must be a number from 0 to 60", field="params.seconds")
+        if seconds is not None and (not isinstance(seconds, int | float | Decimal) or isinstance(seconds, bool)
+                                    or not 0 <= seconds <= MAX_DELAY_SECONDS):
+            raise ValidationFailed(f"params.seconds must be a number from 0 to {MAX_DELAY_SECONDS}",
+                                   field="params.seconds")
         status = params.get("status")
         if status is not None and (not isinstance(status, int) or not 100 <= status <= 599):
             raise ValidationFailed("params.status must be an HTTP status", field="params.status")

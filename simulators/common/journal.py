@@ -24,8 +24,8 @@ _KEYED = re.compile(r'("?(?:' + _KEYS + r')"?\s*[:=]\s*"?)[^"&,}\s]*', re.IGNORE
 # multipart/form-data: the value is the first line after the part's blank line
 _MULTIPART = re.compile(r'(name="(?:' + _KEYS + r')"[^\r\n]*\r?\n(?:[^\r\n]+\r?\n)*\r?\n)[^\r\n]*',
                         re.IGNORECASE)
-# a run of 13-19 digits, single spaces or dashes allowed between them ("5123 4500 0000 0008")
-_DIGIT_RUN = re.compile(r"(?<![0-9])[0-9](?:[ -]?[0-9]){12,18}(?![0-9])", re.ASCII)
+# a run of 13-19 digits, a few spaces or dashes allowed between them ("5123 4500 0000 0008")
+_DIGIT_RUN = re.compile(r"(?<![0-9])[0-9](?:[ -]{0,3}[0-9]){12,18}(?![0-9])", re.ASCII)
 
 
 def _mask_pan(match: re.Match[str]) -> str:
@@ -55,6 +55,20 @@ def redact(text: str) -> str:
     masked = _MULTIPART.sub(r"\1***", masked)
     masked = _KEYED.sub(r"\1***", masked)
     return masked if len(masked) <= MAX_BODY else masked[:MAX_BODY] + "…[truncated]"
+
+
+def secret_field(name: str) -> bool:
+    """Is a form field of this name secret? Loose on purpose: ``Card-Number``, ``cvv2``, ``x_pan``."""
+    folded = re.sub(r"[^a-z0-9]", "", name.lower())
+    return any(key.replace("_", "") in folded for key in _SECRET_KEYS)
+
+
+def form_text(fields: list[tuple[str | None, str]], files: list[tuple[str | None, str]]) -> str:
+    """A parsed form as the journal keeps it: secret fields starred, card numbers masked anywhere."""
+    # A field whose name could not be read might be anything: its value is starred too.
+    parts = [f"{name}={'***' if name is None or secret_field(name) else value}" for name, value in fields]
+    parts += [f"{name}=<file {filename}>" for name, filename in files]
+    return redact("&".join(parts))
 
 
 def body_text(raw: bytes | str | None) -> str:

@@ -283,3 +283,37 @@ def test_a_card_session_expires_with_its_bill(world: dict[str, Any]) -> None:
     headers["X-Merchant-Id"] = world["settings"]["card_gateway"]["merchant_id"]
     session = world["session"].get(world["urls"]["card_gateway"] + f"/api/sessions/{session_id}", headers=headers)
     assert session.json()["expires_at"] <= order.json()["expires_at"]
+
+
+@pytest.mark.parametrize("name", ["name=card_number", "name*=UTF-8''card_number", "name='card_number'",
+                                  'name = "card_number"'])
+def test_card_data_in_odd_multipart_spellings_is_masked(world: dict[str, Any], name: str) -> None:
+    url = _open_session(world)
+    cvv_name = name.replace("card_number", "cvv")
+    body = (f"--XyZ\r\nContent-Disposition: form-data; {name}\r\n\r\n4111 - 1111 - 1111 - 1111\r\n"
+            f"--XyZ\r\nContent-Disposition: form-data; {cvv_name}\r\n\r\n987\r\n"
+            "--XyZ\r\nContent-Disposition: form-data; name=expiry\r\n\r\n12/30\r\n--XyZ--\r\n")
+    world["session"].post(url, data=body.encode(), allow_redirects=False,
+                          headers={"Content-Type": "multipart/form-data; boundary=XyZ"})
+    entries = world["session"].get(world["urls"]["card_gateway"] + "/_admin/journal?path=/pay/").json()["entries"]
+    posted = [e["request_body"] for e in entries if e["method"] == "POST"]
+    assert posted, "the form post is journaled"
+    for text in posted:
+        assert "987" not in text and "4111" not in text.replace("411111******1111", ""), text
+
+
+def test_floats_where_whole_numbers_belong_are_refused(world: dict[str, Any]) -> None:
+    body = {"governorate_code": "01", "service_code": "BPR", "units": {"area_m2": 120.0}}
+    response = world["session"].post(world["urls"]["citizen_services"] + "/api/service-requests", json=body)
+    error = assert_error(response, (422,))
+    assert error["field"].startswith("units")
+
+
+def test_body_limit_and_content_encoding(world: dict[str, Any]) -> None:
+    url = world["urls"]["reference"] + "/api/orders"
+    big = world["session"].post(url, data=b'{"request_number": "' + b"x" * 1_100_000 + b'"}',
+                                headers={"Content-Type": "application/json"})
+    assert big.status_code == 413 and big.json()["error"]["code"]
+    gz = world["session"].post(url, data=b'{"request_number": "SR-01-00000001"}',
+                               headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
+    assert assert_error(gz, (415,))["field"] == "Content-Encoding"

@@ -105,8 +105,15 @@ def make_blueprint(component: Component, store: Store, ledger: Ledger, outbox: O
     @bp.get("/api/reconciliation/exceptions")
     def exceptions() -> Response:
         status = _choice("status", EXCEPTION_STATUSES)
-        rows = store.exceptions(status=status, governorate_code=request.args.get("governorate_code"),
-                                business_date=request.args.get("business_date"), kind=request.args.get("kind"))
+        raw_day = request.args.get("business_date")
+        day = parse_date(raw_day, "business_date", InvalidQuery).isoformat() if raw_day else None
+        governorate = request.args.get("governorate_code") or None
+        if governorate is not None and not re.fullmatch(r"[0-9]{2}", governorate, re.ASCII):
+            raise InvalidQuery("governorate_code is two digits", field="governorate_code")
+        kind = request.args.get("kind") or None
+        if kind is not None and not re.fullmatch(r"[A-Z_]{1,40}", kind, re.ASCII):
+            raise InvalidQuery("kind is an exception kind such as LATE_SETTLEMENT", field="kind")
+        rows = store.exceptions(status=status, governorate_code=governorate, business_date=day, kind=kind)
         return jsonify(exceptions=[_exception(row) for row in rows])
 
     @bp.get("/api/reports/daily")

@@ -39,6 +39,20 @@ class MissingUnits(ApiError):
     status = 422
 
 
+class UnknownUnit(ApiError):
+    """Raised when ``units`` names a quantity the service does not charge by (a typo would go unbilled)."""
+
+    status = 422
+    code = "UNKNOWN_UNIT"
+
+
+class InvalidName(ApiError):
+    """Raised when a citizen's name has fewer than two letters or holds control or invisible characters."""
+
+    status = 422
+    code = "INVALID_NAME"
+
+
 class InvalidNationalId(ApiError):
     """Raised when a given citizen's national ID is not structurally valid (or, when the option is
     on, fails the community check digit)."""

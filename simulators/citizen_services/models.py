@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import itertools
 import threading
+import unicodedata
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,7 @@ from simulators.common.errors import Conflict
 from .errors import (
     AlreadyPaid,
     AmountMismatch,
+    InvalidName,
     InvalidNationalId,
     MissingUnits,
     RequestMismatch,
@@ -29,6 +31,7 @@ from .errors import (
     UnknownPayment,
     UnknownRequest,
     UnknownService,
+    UnknownUnit,
 )
 
 if TYPE_CHECKING:
@@ -249,11 +252,20 @@ class CitizenServicesModel:
             if local_unit is not None and local_unit not in {u["code"] for u in gov.get("local_units") or []}:
                 raise UnknownLocalUnit(f"governorate {gov_code} has no local unit {local_unit!r}",
                                        field="local_unit")
+            charged_by = {line["unit"] for line in service["fee_lines"] if line["kind"] == "per_unit"}
+            for unit in body.get("units") or {}:
+                if unit not in charged_by:
+                    known = ", ".join(sorted(charged_by)) or "no units"
+                    raise UnknownUnit(f"service {service_code} is not charged by {unit[:40]!r}; it takes {known}",
+                                      field=f"units.{unit[:40]}")
             units = dict(service.get("default_units") or {})
             units.update(body.get("units") or {})
             fee_lines, total = self.schedule.assess(service_code, gov_code, units)
             citizen = body.get("citizen")
             if citizen is not None:
+                name_problem = _name_problem(citizen["name"])
+                if name_problem:
+                    raise InvalidName(name_problem, field="citizen.name")
                 problem = egypt.national_id_problem(citizen["national_id"], check_digit=self.check_digit)
                 if problem:
                     raise InvalidNationalId(problem, field="citizen.national_id")
@@ -336,3 +348,12 @@ class CitizenServicesModel:
         with self._lock:
             return [c.to_dict() for c in self.confirmations.values()
                     if request_number is None or c.request_number == request_number]
+
+
+def _name_problem(name: str) -> str | None:
+    """Why a citizen's name cannot be printed on a receipt, or ``None``."""
+    if any(unicodedata.category(ch)[0] == "C" for ch in name):
+        return "the name holds control or invisible characters"
+    if sum(ch.isalpha() for ch in name) < 2:
+        return "the name needs at least two letters"
+    return None

@@ -6,12 +6,16 @@ or replayed call never reaches the model and never changes anything.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 from flask import Blueprint, Response, jsonify, request
 
 from simulators.common import signing
 from simulators.common.component import read_json
+from simulators.common.errors import ValidationFailed
+
+REQUEST_NUMBER = re.compile(r"SR-[0-9]{2}-[0-9]{8}", re.ASCII)
 
 if TYPE_CHECKING:
     from simulators.common.component import Component
@@ -57,7 +61,11 @@ def make_blueprint(component: Component, model: CitizenServicesModel) -> Bluepri
 
     @bp.get("/payment-confirmations")
     def list_confirmations() -> Response:
-        return jsonify(confirmations=model.list_confirmations(request.args.get("request_number")))
+        number = request.args.get("request_number")
+        if number is not None and not REQUEST_NUMBER.fullmatch(number):
+            raise ValidationFailed("request_number is written SR-<governorate>-<8 digits>", field="request_number",
+                                   status=400)
+        return jsonify(confirmations=model.list_confirmations(number))
 
     @bp.post("/payment-cancellations")
     def cancel_payment() -> tuple[Response, int]:

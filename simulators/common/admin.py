@@ -13,6 +13,7 @@ from flask import Blueprint, jsonify, request
 from .clock import cairo, iso, parse_duration, parse_instant
 from .component import read_json
 from .errors import NotFound, ValidationFailed
+from .wire import ascii_digits
 
 if TYPE_CHECKING:
     from .component import Component
@@ -68,11 +69,12 @@ def admin_blueprint(component: Component) -> Blueprint:
 
     @bp.get("/journal")
     def journal():  # type: ignore[no-untyped-def]
-        try:
-            since = int(request.args.get("since", 0))
-            limit = int(request.args["limit"]) if "limit" in request.args else None
-        except ValueError:
-            raise ValidationFailed("since and limit are integers", field="since") from None
+        since_text, limit_text = request.args.get("since", "0"), request.args.get("limit")
+        if not ascii_digits(since_text, length=(1, 12)):
+            raise ValidationFailed("since is a journal entry id (0 or more)", field="since", status=400)
+        if limit_text is not None and not (ascii_digits(limit_text, length=(1, 6)) and int(limit_text) > 0):
+            raise ValidationFailed("limit is a whole number from 1 to 999999", field="limit", status=400)
+        since, limit = int(since_text), int(limit_text) if limit_text is not None else None
         entries = component.journal.entries(
             since=since, direction=request.args.get("direction"), path=request.args.get("path"),
             method=request.args.get("method"), limit=limit)

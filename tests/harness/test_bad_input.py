@@ -317,3 +317,23 @@ def test_body_limit_and_content_encoding(world: dict[str, Any]) -> None:
     gz = world["session"].post(url, data=b'{"request_number": "SR-01-00000001"}',
                                headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
     assert assert_error(gz, (415,))["field"] == "Content-Encoding"
+
+
+def test_queries_and_units_that_would_silently_match_nothing_are_refused(world: dict[str, Any]) -> None:
+    s, u = world["session"], world["urls"]
+    before = state(world)
+    for url in (u["reference"] + "/api/reconciliation/exceptions?business_date=2026-02-30",
+                u["reference"] + "/api/reconciliation/exceptions?business_date=٢٠٢٦-١٢-٠٧",
+                u["citizen_services"] + "/api/payment-confirmations?request_number=SR-01-1",
+                u["khales"] + "/_admin/journal?since=-1", u["khales"] + "/_admin/journal?limit=-1",
+                u["khales"] + "/_admin/journal?since=%EF%BC%91"):
+        assert_error(s.get(url), (400,))
+    typo = s.post(u["citizen_services"] + "/api/service-requests",
+                  json={"governorate_code": "01", "service_code": "BPR", "units": {"AREA_M2": 500}})
+    assert assert_error(typo, (422,))["field"] == "units.AREA_M2"  # never billed at the default area
+    for name in ("\u200b\u200b\u200b", "   ", "Ali\u0000Hassan", "\u200fمحمد"):
+        citizen = {"name": name, "national_id": "29001010100015", "mobile": "01012345678"}
+        refused = s.post(u["citizen_services"] + "/api/service-requests",
+                         json={"governorate_code": "01", "service_code": "CTC", "citizen": citizen})
+        assert assert_error(refused, (422,))["field"] == "citizen.name"
+    assert state(world) == before

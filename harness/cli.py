@@ -99,9 +99,11 @@ def _execute(paths: tuple[str, ...], target: str | None, tags: str | None, skip_
 @click.option("-v", "--verbose", is_flag=True, help="Keep each step's request and response in the results.")
 def run_cmd(paths: tuple[str, ...], target: str | None, junit_path: str | None, json_path: str | None,
             tags: str | None, skip_tags: str | None, verbose: bool) -> None:
-    """Start everything on free loopback ports, run the scenarios (default: scenarios/), print the table.
+    """Start everything on free loopback ports, run the scenarios, print the table.
 
-    Exits 0 only if every scenario passed.
+    PATHS are scenario files or folders (searched for *.yaml, skipping stages/); default scenarios/.
+    With --target, the simulators listen on 8001-8004 (or TAHSEEL_PORT_<PARTY>) for that service.
+    Exits 0 only if every scenario passed, 1 if any failed, 2 if a scenario file is invalid.
     """
     result = _execute(paths, target, tags, skip_tags, verbose)
     click.echo(table(result))
@@ -111,12 +113,15 @@ def run_cmd(paths: tuple[str, ...], target: str | None, junit_path: str | None, 
 
 @main.command("certify")
 @click.option("--target", required=True, help="URL of the collection service to certify.")
-@click.option("--report-dir", default="reports/certification", show_default=True, type=click.Path())
+@click.option("--report-dir", default="reports/certification", show_default=True, type=click.Path(),
+              help="Where junit.xml and result.json are written.")
 @click.argument("paths", nargs=-1, type=click.Path())
 def certify_cmd(target: str, report_dir: str, paths: tuple[str, ...]) -> None:
     """Run the scenario suite against TARGET and report per protocol obligation.
 
-    The simulators listen on the default ports 8001-8004; point the target at them first.
+    The simulators listen on 8001-8004 (or TAHSEEL_PORT_<PARTY>) with the shipped test secrets;
+    point the target at them first. PATHS as for `run` (default scenarios/). Exits 0 only when
+    every obligation passed.
     """
     result = _execute(paths, target, None, None, False)
     per: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
@@ -143,12 +148,14 @@ def certify_cmd(target: str, report_dir: str, paths: tuple[str, ...]) -> None:
 
 @main.command("load")
 @click.option("--users", default=20, show_default=True, help="Concurrent simulated outlets.")
-@click.option("--spawn-rate", default=10, show_default=True)
-@click.option("--run-time", default="30s", show_default=True)
-@click.option("--locustfile", default=str(REPO_ROOT / "loadtests" / "locustfile_cash.py"), show_default=True)
-@click.option("--no-serve", is_flag=True, help="Use parties already running (TAHSEEL_URL_* or defaults).")
-def load_cmd(users: int, spawn_rate: int, run_time: str, locustfile: str, no_serve: bool) -> None:
+@click.option("--spawn-rate", default=10, show_default=True, help="Users started per second.")
+@click.option("--run-time", default="30s", show_default=True, help="How long the load runs (Locust syntax: 30s, 2m).")
+@click.option("--locustfile", default=None, help="Locustfile to run [default: loadtests/locustfile_cash.py].")
+@click.option("--no-serve", is_flag=True,
+              help="Use parties already running at TAHSEEL_URL_<PARTY> (default http://127.0.0.1:800x).")
+def load_cmd(users: int, spawn_rate: int, run_time: str, locustfile: str | None, no_serve: bool) -> None:
     """Load-test the cash path headless with Locust against `tahseel serve` (started and stopped here)."""
+    locustfile = locustfile or str(REPO_ROOT / "loadtests" / "locustfile_cash.py")
     serve_proc = None
     env = dict(os.environ)
     if not no_serve:

@@ -44,3 +44,16 @@ def test_expecting_two_credits_fails_naming_the_step_and_difference(runner: Runn
     rendered = table(result)
     assert "FAILED" in rendered and "one payment, one credit" in rendered and "0 passed, 1 failed" in rendered
     assert "<failure" in junit(result)
+
+
+def test_the_daily_report_keeps_its_contract(runner: Runner, stack: Stack) -> None:
+    """Certification reads the report, so the reference must serve exactly ref-daily-report."""
+    import requests
+
+    from simulators.common.contracts import problems
+
+    result = runner.run_one(load_file(ROOT / "scenarios/settlement/batch_late_by_one_day.yaml"))
+    assert result.status == "passed", result.message
+    report = requests.get(stack.urls["reference"] + "/api/reports/daily", params={"date": "2026-12-07"}).json()
+    assert problems("ref-daily-report.schema.json", report) == []
+    assert report["governorates"][0]["settlement"]["status"] == "LATE"

@@ -130,11 +130,14 @@ class Ledger:
     def order_view(self, order: dict[str, Any]) -> dict[str, Any]:
         """The ref-order.schema.json shape."""
         payments = self.store.payments_of(order["bill_reference"])
-        captured = sum(p["amount"] for p in payments if p["status"] == "CAPTURED")
+        # paid_amount is what settles the bill; money taken twice is shown apart, owed back to the citizen.
+        captured = sum(p["amount"] for p in payments if p["status"] == "CAPTURED" and not p["excess"])
+        excess = sum(p["amount"] for p in payments if p["status"] == "CAPTURED" and p["excess"])
         return {
             "bill_reference": order["bill_reference"], "request_number": order["request_number"],
             "status": self.status_of(order), "amount": format_amount(order["amount"]),
-            "paid_amount": format_amount(captured), "currency": order["currency"],
+            "paid_amount": format_amount(captured), "excess_amount": format_amount(excess),
+            "currency": order["currency"],
             "governorate_code": order["governorate_code"], "service_code": order["service_code"],
             "payer_name": order["payer_name"], "fee_lines": order["fee_lines"],
             "expires_at": order["expires_at"], "created_at": order["created_at"], "paid_at": order["paid_at"],

@@ -40,7 +40,7 @@ def table(result: RunResult) -> str:
     c = result.counts
     summary = (f"\n{c['passed']} passed, {c['failed']} failed, {c['error']} errors, {c['skipped']} skipped "
                f"in {result.duration_ms / 1000:.1f}s against {result.target}")
-    return text + "\n" + "\n".join(failures) + "\n" + summary
+    return "\n".join([text, *failures, summary])
 
 
 def junit(result: RunResult) -> str:

@@ -1,12 +1,17 @@
-"""Shared fixtures: the whole stack on loopback, started once per test session."""
+"""Shared fixtures: the whole stack on loopback (once per session) and a recording receiver."""
 
 from __future__ import annotations
 
+import threading
+from collections import deque
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+from flask import Flask, request
 
 from harness.stack import Stack
+from simulators.common.server import ServerThread
 
 
 @pytest.fixture(scope="session")
@@ -14,3 +19,44 @@ def stack() -> Iterator[Stack]:
     """Every simulator and the reference service on free loopback ports (stopped at the end)."""
     with Stack() as running:
         yield running
+
+
+class RecordingReceiver:
+    """A stand-in for whoever a party calls: records every POST, answers queued statuses, then 200."""
+
+    def __init__(self) -> None:
+        self.received: list[dict[str, Any]] = []
+        self._statuses: deque[int] = deque()
+        self._lock = threading.Lock()
+        app = Flask("recording_receiver")
+
+        @app.post("/<path:path>")
+        def receive(path: str):  # type: ignore[no-untyped-def]
+            with self._lock:
+                self.received.append({"path": "/" + path, "headers": dict(request.headers),
+                                      "body": request.get_data()})
+                status = self._statuses.popleft() if self._statuses else 200
+            return {"received": True}, status
+
+        self.server = ServerThread(app)
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def answer_next(self, *statuses: int) -> None:
+        with self._lock:
+            self._statuses.extend(statuses)
+
+    def on(self, path: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [r for r in self.received if r["path"] == path]
+
+
+@pytest.fixture
+def receiver() -> Iterator[RecordingReceiver]:
+    """A recording receiver on a free loopback port, stopped after the test."""
+    fake = RecordingReceiver()
+    fake.server.start()
+    yield fake
+    fake.server.stop()

@@ -132,8 +132,9 @@ class KhalesModel:
                                                       "khales.surcharge_threshold", allow_zero=True)
         self.reversal_backoff = tuple(own.get("reversal_retry_seconds") or DEFAULT_REVERSAL_RETRY_SECONDS)
         # The collections feed never gives up: money collected must reach settlement (the last wait repeats).
+        call_seconds = float(own.get("feed_timeout_seconds", 5))
         self.feed = Courier(component, own.get("feed_retry_seconds") or DEFAULT_FEED_RETRY_SECONDS,
-                            give_up=False, timeout=float(own.get("feed_timeout_seconds", 5)))
+                            give_up=False, timeout=call_seconds)
         self.governorates = {str(code): gov for code, gov in component.settings["catalog"]["governorates"].items()}
         # Ids must never collide with a biller's records from an earlier run (its database survives a
         # reset of this simulator), so they are random, not a sequence; pass transaction_id to fix one.

@@ -6,14 +6,12 @@ through ``POST /_admin/tick`` and the clock moves through ``POST /_admin/clock``
 
 from __future__ import annotations
 
-import threading
-from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import requests
-from flask import Flask, request
+from flask import Flask
 
 from simulators.card_gateway.app import create_app
 from simulators.common.clock import parse_instant
@@ -25,38 +23,6 @@ from simulators.common.signing import sign_headers
 START = "2026-12-03T12:00:00+02:00"
 MERCHANT_ID = "9001"
 REFUSING_URL = "http://127.0.0.1:9"  # discard port: refused at once, so stray deliveries fail fast
-
-
-class FakeCollectionService:
-    """A stand-in for the collection service: records every POST, answers queued statuses then 200."""
-
-    def __init__(self) -> None:
-        self.received: list[dict[str, Any]] = []
-        self._statuses: deque[int] = deque()
-        self._lock = threading.Lock()
-        app = Flask("fake_collection_service")
-
-        @app.post("/<path:path>")
-        def receive(path: str):  # type: ignore[no-untyped-def]
-            with self._lock:
-                self.received.append({"path": "/" + path, "headers": dict(request.headers),
-                                      "body": request.get_data()})
-                status = self._statuses.popleft() if self._statuses else 200
-            return {"received": True}, status
-
-        self.server = ServerThread(app)
-
-    @property
-    def url(self) -> str:
-        return self.server.url
-
-    def answer_next(self, *statuses: int) -> None:
-        with self._lock:
-            self._statuses.extend(statuses)
-
-    def on(self, path: str) -> list[dict[str, Any]]:
-        with self._lock:
-            return [r for r in self.received if r["path"] == path]
 
 
 def gateway_settings(**urls: str) -> dict[str, Any]:
@@ -123,14 +89,6 @@ def merchant(app: Flask, client: Any) -> Merchant:
 
 
 @pytest.fixture
-def receiver() -> Iterator[FakeCollectionService]:
-    fake = FakeCollectionService()
-    fake.server.start()
-    yield fake
-    fake.server.stop()
-
-
-@pytest.fixture
 def http() -> Iterator[requests.Session]:
     session = requests.Session()
     session.trust_env = False
@@ -194,7 +152,7 @@ def start_gateway(http: requests.Session) -> Iterator[Any]:
 
 
 @pytest.fixture
-def live_gateway(receiver: FakeCollectionService, start_gateway: Any) -> LiveGateway:
+def live_gateway(receiver: Any, start_gateway: Any) -> LiveGateway:
     """A gateway whose webhooks and settlement feed both go to the fake collection service."""
     return start_gateway(reference=receiver.url, settlement=receiver.url)
 

@@ -2,37 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
-
-import pytest
-from flask import Flask, jsonify
+from typing import Any
 
 from simulators.common.clock import parse_instant
 from simulators.common.component import Component
 from simulators.common.config import load_settings
 from simulators.common.delivery import Courier, Delivery
-from simulators.common.server import ServerThread
 
 START = parse_instant("2026-12-07T10:00:00+02:00")
-
-
-@pytest.fixture
-def receiver() -> Iterator[tuple[str, list[int]]]:
-    """Answers from a script of statuses (then 200), recording each call."""
-    script: list[int] = []
-    app = Flask("receiver")
-
-    @app.post("/inbox")
-    def inbox():  # type: ignore[no-untyped-def]
-        status = script.pop(0) if script else 200
-        return jsonify(status=status), status
-
-    server = ServerThread(app).start()
-    try:
-        yield server.url, script
-    finally:
-        server.stop()
 
 
 def make_courier(url: str, **kwargs: object) -> tuple[Component, Courier, Delivery]:
@@ -43,10 +21,9 @@ def make_courier(url: str, **kwargs: object) -> tuple[Component, Courier, Delive
     return component, courier, delivery
 
 
-def test_retried_after_each_backoff_until_acknowledged(receiver: tuple[str, list[int]]) -> None:
-    url, script = receiver
-    script.extend([503, 500])
-    component, courier, delivery = make_courier(url)
+def test_retried_after_each_backoff_until_acknowledged(receiver: Any) -> None:
+    receiver.answer_next(503, 500)
+    component, courier, delivery = make_courier(receiver.url)
     courier.send(delivery)
     component.scheduler.run_due()
     assert delivery.state == "pending" and delivery.next_attempt_at == START + timedelta(seconds=60)
@@ -63,9 +40,9 @@ def test_retried_after_each_backoff_until_acknowledged(receiver: tuple[str, list
     assert len(delivery.attempts) == 3  # never re-sent once acknowledged
 
 
-def test_gives_up_or_repeats_the_last_wait(receiver: tuple[str, list[int]]) -> None:
-    url, script = receiver
-    script.extend([503] * 10)
+def test_gives_up_or_repeats_the_last_wait(receiver: Any) -> None:
+    receiver.answer_next(*[503] * 10)
+    url = receiver.url
     component, courier, delivery = make_courier(url)
     courier.send(delivery)
     for _ in range(5):
@@ -81,9 +58,8 @@ def test_gives_up_or_repeats_the_last_wait(receiver: tuple[str, list[int]]) -> N
     assert delivery.state == "delivered" and len(delivery.attempts) == 8  # 7 refusals, then acknowledged
 
 
-def test_reset_forgets_pending_deliveries(receiver: tuple[str, list[int]]) -> None:
-    url, _ = receiver
-    component, courier, delivery = make_courier(url)
+def test_reset_forgets_pending_deliveries(receiver: Any) -> None:
+    component, courier, delivery = make_courier(receiver.url)
     courier.send(delivery)
     component.reset()
     component.scheduler.run_due()

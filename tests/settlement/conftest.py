@@ -6,14 +6,12 @@ plane (or the component's clock in-process) and never sleep.
 
 from __future__ import annotations
 
-import threading
-from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 import requests
-from flask import Flask, request
+from flask import Flask
 
 from simulators.common.clock import parse_instant
 from simulators.common.config import load_settings
@@ -102,46 +100,6 @@ def collection_fixture() -> Callable[..., dict[str, Any]]:
     return collection
 
 
-class FakeCollectionService:
-    """Records every POST; answers the queued statuses first, then 200."""
-
-    def __init__(self) -> None:
-        self.received: list[dict[str, Any]] = []
-        self._statuses: deque[int] = deque()
-        self._lock = threading.Lock()
-        app = Flask("fake_collection_service")
-
-        @app.post("/<path:path>")
-        def receive(path: str):  # type: ignore[no-untyped-def]
-            with self._lock:
-                self.received.append({"path": "/" + path, "headers": dict(request.headers),
-                                      "body": request.get_data()})
-                status = self._statuses.popleft() if self._statuses else 200
-            return {"received": True}, status
-
-        self.server = ServerThread(app)
-
-    @property
-    def url(self) -> str:
-        return self.server.url
-
-    def answer_next(self, *statuses: int) -> None:
-        with self._lock:
-            self._statuses.extend(statuses)
-
-    def on(self, path: str) -> list[dict[str, Any]]:
-        with self._lock:
-            return [r for r in self.received if r["path"] == path]
-
-
-@pytest.fixture
-def receiver() -> Iterator[FakeCollectionService]:
-    fake = FakeCollectionService()
-    fake.server.start()
-    yield fake
-    fake.server.stop()
-
-
 class LiveSettlement:
     """Settlement on a real socket, driven over HTTP like the harness drives it."""
 
@@ -168,7 +126,7 @@ class LiveSettlement:
 
 
 @pytest.fixture
-def live_settlement(receiver: FakeCollectionService) -> Iterator[LiveSettlement]:
+def live_settlement(receiver: Any) -> Iterator[LiveSettlement]:
     server = ServerThread(create_app(settlement_settings(reference=receiver.url))).start()
     live = LiveSettlement(server)
     live.admin("clock", {"set": START})

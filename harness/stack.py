@@ -61,7 +61,8 @@ class Stack:
         if self.target:
             self.urls["reference"] = self.target
         base = {"urls": dict(self.urls),
-                "reference": {"database": str(Path(self.data_dir) / "reference.sqlite3")}}
+                "reference": {"database": str(Path(self.data_dir) / "reference.sqlite3")},
+                "card_gateway": {"data_dir": str(Path(self.data_dir) / "card_gateway")}}
         self.settings = load_settings(deep_merge(base, self.overrides))
         try:
             for name, sock in sockets.items():

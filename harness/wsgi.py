@@ -17,8 +17,10 @@ from .stack import create_component_app
 
 
 def create(name: str) -> Flask:
-    overrides = {}
+    overrides: dict[str, dict[str, str]] = {}
     data_dir = os.environ.get("TAHSEEL_DATA_DIR")
     if data_dir:
         overrides["reference"] = {"database": str(Path(data_dir) / "reference.sqlite3")}
+        # the gateway's key pair outlives a restart: integrators keep the certificate they fetched
+        overrides["card_gateway"] = {"data_dir": str(Path(data_dir) / "card_gateway")}
     return create_component_app(name, load_settings(overrides))

@@ -72,6 +72,7 @@ class Session:
     decline_reason: str | None = None
     approved_at: datetime | None = None
     deliveries: list[Delivery] = field(default_factory=list)
+    protocol: str = "json"  # "json" (merchant API) | "efinance" (encrypted initiation, efinance_model.py)
 
     @property
     def total(self) -> int:
@@ -210,6 +211,31 @@ class CardGatewayModel:
             self._by_request[request_id] = (fingerprint, session_id)
             return session, True
 
+    def open_efinance_session(self, *, merchant_request_id: str, merchant_reference: str, amount: int,
+                              governorate_code: str, service_code: str, return_url: str, webhook_url: str,
+                              language: str, description: str | None, fee_lines: list[dict[str, Any]],
+                              expires_at: datetime) -> Session:
+        """A session for an e-finance initiation request (``efinance_model.py`` checked it and keeps
+        its own idempotency index; the merchant API's ``merchant_request_id`` index is not used)."""
+        own = self.component.own
+        fee = parse_amount(str(own.get("collection_fee", "0.00")), "card_gateway.collection_fee",
+                           allow_zero=True)
+        ttl = parse_duration(own.get("session_ttl", "24h"))
+        with self._lock:
+            session_id = self._new_id("CS", lambda: secrets.token_hex(8).upper(), self._sessions)
+            now = self.component.clock.now()
+            session = Session(
+                session_id=session_id, merchant_request_id=merchant_request_id,
+                merchant_reference=merchant_reference, amount=amount, collection_fee=fee, currency="EGP",
+                governorate_code=governorate_code, service_code=service_code, return_url=return_url,
+                webhook_url=webhook_url,
+                payment_url=f"{self.component.url_of('card_gateway')}/pay/{session_id}",
+                language=language, description=description, fee_lines=[dict(line) for line in fee_lines],
+                created_at=now, expires_at=min(now + ttl, expires_at), protocol="efinance",
+            )
+            self._sessions[session_id] = session
+            return session
+
     def get_session(self, session_id: str) -> Session:
         with self._lock:
             session = self._sessions.get(session_id)
@@ -282,6 +308,10 @@ class CardGatewayModel:
             else:
                 session.status = DECLINED
                 session.decline_reason = outcome.decline_reason
+            if session.protocol == "efinance":
+                # TODO(issue 3): e-finance's encrypted silent call to PaymentConfirmationUrl and the
+                # settlement feed line; until then an e-finance session only redirects the browser.
+                return session
             self._queue(session, self._webhook_delivery(session, now), now)
             if session.status == APPROVED:
                 self._queue(session, self._collection_delivery(session, now), now)

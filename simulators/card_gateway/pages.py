@@ -41,6 +41,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "SESSION_NOT_FOUND": "جلسة الدفع غير موجودة.",
         "SESSION_EXPIRED": "انتهت صلاحية جلسة الدفع.",
         "SESSION_ALREADY_PAID": "تم سداد هذه الجلسة بالفعل.",
+        "response_code": "رمز الاستجابة",
+        "response_message": "رسالة الاستجابة",
     },
     "en": {
         "title": "Online payment — e-finance gateway",
@@ -65,6 +67,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "SESSION_NOT_FOUND": "This payment session does not exist.",
         "SESSION_EXPIRED": "This payment session has expired.",
         "SESSION_ALREADY_PAID": "This payment session is already paid.",
+        "response_code": "Response code",
+        "response_message": "Response message",
     },
 }
 

@@ -6,6 +6,7 @@ through ``POST /_admin/tick`` and the clock moves through ``POST /_admin/clock``
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,10 +26,15 @@ MERCHANT_ID = "9001"
 REFUSING_URL = "http://127.0.0.1:9"  # discard port: refused at once, so stray deliveries fail fast
 
 
+# One key pair for the whole test session, in a temporary folder removed when the session ends.
+GATEWAY_IDENTITY = tempfile.TemporaryDirectory(prefix="tahseel-gateway-")
+
+
 def gateway_settings(**urls: str) -> dict[str, Any]:
     overrides: dict[str, Any] = {
         "urls": {"reference": REFUSING_URL, "settlement": REFUSING_URL, **urls},
-        "card_gateway": {"webhook_retry_seconds": [60, 300], "webhook_timeout_seconds": 2},
+        "card_gateway": {"webhook_retry_seconds": [60, 300], "webhook_timeout_seconds": 2,
+                         "data_dir": GATEWAY_IDENTITY.name},
     }
     return load_settings(overrides=overrides)
 

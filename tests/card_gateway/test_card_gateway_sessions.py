@@ -27,8 +27,8 @@ def test_create_session_returns_an_open_session_with_fee_total_and_expiry(mercha
     assert session["payment_url"] == f"{app.extensions['tahseel'].url_of('card_gateway')}/pay/{session['session_id']}"
 
 
-def test_collection_fee_from_settings_is_added_on_top_of_the_amount(session_body):
-    settings = load_settings(overrides={"card_gateway": {"collection_fee": "2.50"}})
+def test_collection_fee_from_settings_is_added_on_top_of_the_amount(session_body, tmp_path):
+    settings = load_settings(overrides={"card_gateway": {"collection_fee": "2.50", "data_dir": str(tmp_path)}})
     app = create_app(settings)
     try:
         component = app.extensions["tahseel"]

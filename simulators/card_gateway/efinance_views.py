@@ -1,0 +1,107 @@
+"""HTTP face of e-finance's payment request initiation (docs/domain-facts.md).
+
+- ``GET|POST /CardPaymentRequestIntiation/index`` (sic; ``card_gateway.efinance.initiation_path``):
+  the browser's form post (or query string). Accepted → the hosted payment page; refused → an HTML
+  page with ResponseCode and ResponseMessage and a 4xx status.
+- ``POST /CardPaymentRequestIntiation/ServerToServer`` (assumed; ``server_to_server_path``): the same
+  fields, answered with the ``PaymentRequestInitiationRes`` XML.
+- ``GET /_admin/certificate``: the gateway certificate (PEM) a sender encrypts for.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from flask import Blueprint, Response, render_template, request, url_for
+
+from .efinance_messages import Rejection, initiation_response_xml, response_codes, response_message
+from .errors import SessionAlreadyPaid, SessionExpired
+from .pages import TEXTS, render_payment_page
+from .views import _html
+
+if TYPE_CHECKING:
+    from simulators.common.component import Component
+
+    from .efinance_model import EfinanceGateway
+    from .models import CardGatewayModel
+
+INITIATION_PATH = "/CardPaymentRequestIntiation/index"
+SERVER_TO_SERVER_PATH = "/CardPaymentRequestIntiation/ServerToServer"
+ENGLISH_IDS = {"en", "en-us", "en-gb", "english", "2"}  # assumed LanguageId values; anything else: Arabic
+
+
+def language_of(value: str | None) -> str:
+    """Assumed: ``LanguageId`` ``en``/``en-US``/``2`` → English; absent, ``ar``, ``1`` or other → Arabic."""
+    return "en" if (value or "").strip().lower() in ENGLISH_IDS else "ar"
+
+
+def make_efinance_blueprint(component: Component, model: CardGatewayModel, gateway: EfinanceGateway) -> Blueprint:
+    bp = Blueprint("card_gateway_efinance", __name__)
+    paths = dict(component.own.get("efinance") or {})
+
+    def fields() -> dict[str, str]:
+        # Form body or query string (request.values merges both; the form wins on a clash).
+        return {name: request.values.get(name, "") for name in
+                ("SenderID", "RandomSecret", "RequestObject", "HashedRequestObject", "HasedRequestObject")}
+
+    def rejection_page(error: Rejection, lang: str) -> Response:
+        page = render_template("card_gateway/efinance_rejection.html", lang=lang, t=TEXTS[lang],
+                               response_code=error.code, response_message=response_message(error.name, lang),
+                               detail=error.message, field=error.field)
+        return _html(page, error.status)
+
+    def initiation_page() -> Response:
+        lang = language_of(request.values.get("LanguageId"))
+        try:
+            record, session, _ = gateway.initiate(fields(), lang)
+            try:
+                session = model.payable_session(session.session_id)
+            except SessionAlreadyPaid as exc:
+                raise Rejection("ALREADY_PAID", exc.message, field="SenderRequestNumber") from None
+            except SessionExpired as exc:
+                raise Rejection("REQUEST_EXPIRED", exc.message, field="SenderRequestNumber") from None
+        except Rejection as exc:
+            return rejection_page(exc, lang)
+        page = render_payment_page(session, lang, catalog=component.settings.get("catalog") or {},
+                                   action=url_for("card_gateway.payment_page", session_id=session.session_id,
+                                                  lang=lang))
+        response = _html(page, 200)
+        response.headers["X-Payment-Request-Number"] = record.payment_request_number
+        return response
+
+    def server_to_server() -> Response:
+        lang = language_of(request.values.get("LanguageId"))
+        try:
+            record, session, _ = gateway.initiate(fields(), lang)
+        except Rejection as exc:
+            # A refusal may come before the (encrypted) SenderRequestNumber is read: it is left empty.
+            body = initiation_response_xml(sender_request_number="", payment_request_number="", amount=None,
+                                           collection_fee=None, response_code=exc.code,
+                                           response_message=response_message(exc.name, lang))
+            return _xml(body, exc.status)
+        ok = response_codes()["SUCCESS"]
+        body = initiation_response_xml(sender_request_number=record.sender_request_number,
+                                       payment_request_number=record.payment_request_number,
+                                       amount=session.amount, collection_fee=session.collection_fee,
+                                       response_code=ok["code"], response_message=response_message("SUCCESS", lang))
+        return _xml(body, 200)
+
+    def certificate() -> Response:
+        response = Response(gateway.identity.certificate_pem(), status=200, mimetype="application/x-pem-file")
+        response.headers["Content-Disposition"] = 'inline; filename="card-gateway-certificate.pem"'
+        return response
+
+    bp.add_url_rule(str(paths.get("initiation_path") or INITIATION_PATH), "initiation_page", initiation_page,
+                    methods=["GET", "POST"])
+    bp.add_url_rule(str(paths.get("server_to_server_path") or SERVER_TO_SERVER_PATH), "server_to_server",
+                    server_to_server, methods=["POST"])
+    bp.add_url_rule("/_admin/certificate", "certificate", certificate, methods=["GET"])
+    return bp
+
+
+def _xml(body: bytes, status: int) -> Response:
+    response = Response(body, status=status, mimetype="application/xml")
+    response.headers["Content-Type"] = "application/xml; charset=utf-8"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+

@@ -22,11 +22,16 @@ def stack() -> Iterator[Stack]:
 
 
 class RecordingReceiver:
-    """A stand-in for whoever a party calls: records every POST, answers queued statuses, then 200."""
+    """A stand-in for whoever a party calls: records every POST, answers queued statuses, then 200.
+
+    ``answer_next`` queues statuses (an int, or ``(status, {header: value})`` for an answer with
+    headers); ``answer_headers`` sets headers sent with every later answer that has none queued.
+    """
 
     def __init__(self) -> None:
         self.received: list[dict[str, Any]] = []
-        self._statuses: deque[int] = deque()
+        self._statuses: deque[int | tuple[int, dict[str, str]]] = deque()
+        self._headers: dict[str, str] = {}
         self._lock = threading.Lock()
         app = Flask("recording_receiver")
 
@@ -35,8 +40,9 @@ class RecordingReceiver:
             with self._lock:
                 self.received.append({"path": "/" + path, "headers": dict(request.headers),
                                       "body": request.get_data()})
-                status = self._statuses.popleft() if self._statuses else 200
-            return {"received": True}, status
+                queued = self._statuses.popleft() if self._statuses else 200
+                status, headers = queued if isinstance(queued, tuple) else (queued, dict(self._headers))
+            return {"received": True}, status, headers
 
         self.server = ServerThread(app)
 
@@ -44,9 +50,13 @@ class RecordingReceiver:
     def url(self) -> str:
         return self.server.url
 
-    def answer_next(self, *statuses: int) -> None:
+    def answer_next(self, *statuses: int | tuple[int, dict[str, str]]) -> None:
         with self._lock:
             self._statuses.extend(statuses)
+
+    def answer_headers(self, headers: dict[str, str]) -> None:
+        with self._lock:
+            self._headers = dict(headers)
 
     def on(self, path: str) -> list[dict[str, Any]]:
         with self._lock:

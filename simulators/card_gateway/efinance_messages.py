@@ -286,3 +286,21 @@ def initiation_response_xml(*, sender_request_number: str, payment_request_numbe
     for name, value in fields:
         ET.SubElement(root, name).text = value
     return b'<?xml version="1.0" encoding="utf-8"?>' + ET.tostring(root, encoding="utf-8", xml_declaration=False)
+
+
+# --- the confirmation (silent call) ---------------------------------------------------------------
+CONFIRMATION_ROOT = "PaymentConfirmationRequest"  # assumed (a class name in one published PHP integration)
+CONFIRMATION_FIELDS = (
+    "SenderRequestNumber", "PaymentRequestNumber", "PaymentRequestTotalAmount", "CollectionFeesAmount",
+    "CustomerAuthorizationAmount", "AuthorizationCode", "TransactionNumber", "AuthorizingMechanism",
+    "AuthorizingInstitution", "AuthoriztionDateTime", "ReconciliationDate", "IsConfirmed",
+)  # docs/domain-facts.md, in its order ("AuthoriztionDateTime" sic)
+
+
+def confirmation_xml(values: dict[str, str]) -> bytes:
+    """The confirmation's plaintext: one element per field of ``CONFIRMATION_FIELDS`` (UTF-8, declared
+    as such; an empty value is an empty element)."""
+    root = ET.Element(CONFIRMATION_ROOT)
+    for name in CONFIRMATION_FIELDS:
+        ET.SubElement(root, name).text = values.get(name, "")
+    return b'<?xml version="1.0" encoding="utf-8"?>' + ET.tostring(root, encoding="utf-8", xml_declaration=False)

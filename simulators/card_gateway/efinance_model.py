@@ -5,6 +5,12 @@ fixed order (each failure a :class:`~.efinance_messages.Rejection` with its Resp
 any state changes), then opens a hosted-page session in :class:`~.models.CardGatewayModel` and
 remembers the request under ``(SenderID, SenderRequestNumber)`` with the sender's AES key and IV
 (the later confirmation silent call encrypts with that same key and IV).
+
+After each card attempt on such a session (:meth:`EfinanceGateway.on_outcome`, called by the model)
+the gateway queues the confirmation "silent call" to ``PaymentConfirmationUrl`` — a form post of
+``SenderID``, ``SenderRequestNumber``, ``RequestObject`` (the confirmation XML under the sender's
+key and IV) and ``Signature`` — on its own courier, acknowledged only by the answer header
+``Response_Code: 000``; an approval also queues one settlement-feed line per settlement account line.
 """
 
 from __future__ import annotations
@@ -12,24 +18,46 @@ from __future__ import annotations
 import hmac
 import secrets
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 
-from simulators.common.clock import CAIRO, cairo
+from simulators.common.clock import CAIRO, cairo, iso
+from simulators.common.delivery import Courier, Delivery
+from simulators.common.http import OutboundResponse
 from simulators.common.money import format_amount
 
-from .efinance_crypto import CryptoFailure, GatewayIdentity, aes_decrypt, decode_secret, load_identity, sha256_hex
-from .efinance_messages import InitiationRequest, Rejection, parse_initiation
+from .efinance_crypto import (
+    CryptoFailure,
+    GatewayIdentity,
+    aes_decrypt,
+    aes_encrypt,
+    decode_secret,
+    load_identity,
+    sha256_hex,
+)
+from .efinance_messages import InitiationRequest, Rejection, confirmation_xml, parse_initiation
+from .errors import PaymentRequestNotFound
+from .models import APPROVED
 
 if TYPE_CHECKING:
     from simulators.common.component import Component
 
-    from .models import CardGatewayModel, Session
+    from .models import AttemptOutcome, CardGatewayModel, Session
 
 FORM_FIELDS = ("SenderID", "RandomSecret", "RequestObject", "HashedRequestObject")
 # One published PHP integration spells the hash field "HasedRequestObject": accepted as an alias.
 HASH_ALIASES = ("HashedRequestObject", "HasedRequestObject")
+# The confirmation: first attempt at once, then one retry after each wait, then given up (assumed).
+DEFAULT_CONFIRMATION_RETRY_SECONDS = (60, 300, 900, 3600, 10800)
+SIGNATURE_ALGORITHMS = ("sha256-of-request-object", "none")  # assumed: FACTS says it is not public
+ACK_HEADER, ACK_CODE = "Response_Code", "000"
+
+
+def acknowledged(response: OutboundResponse) -> bool:
+    """FACTS: the receiver acknowledges with the HTTP header ``Response_Code: 000`` (any status)."""
+    return any(name.lower() == ACK_HEADER.lower() and value.strip() == ACK_CODE
+               for name, value in response.headers.items())
 
 
 @dataclass(frozen=True)
@@ -64,6 +92,8 @@ class EfinanceRequest:
     request: InitiationRequest
     key: bytes  # the sender's AES key and IV, as last sent for this SenderRequestNumber
     iv: bytes
+    confirmations: list[Delivery] = field(default_factory=list)  # one per notified card attempt
+    confirmed: dict[str, bool] = field(default_factory=dict)  # delivery id -> IsConfirmed
 
 
 class EfinanceGateway:
@@ -77,12 +107,23 @@ class EfinanceGateway:
         self.senders = {s.sender_id: s for s in (Sender.from_settings(r) for r in own.get("senders") or [])}
         self._lock = threading.RLock()
         self._requests: dict[tuple[str, str], EfinanceRequest] = {}
-        self._numbers: set[str] = set()
+        self._numbers: dict[str, EfinanceRequest] = {}  # by PaymentRequestNumber
+        self._by_session: dict[str, EfinanceRequest] = {}
+        settings = dict(own.get("efinance") or {})
+        self.signature = str(settings.get("signature", SIGNATURE_ALGORITHMS[0]))
+        if self.signature not in SIGNATURE_ALGORITHMS:
+            raise ValueError(f"card_gateway.efinance.signature is one of {', '.join(SIGNATURE_ALGORITHMS)}")
+        self.notify_declines = bool(settings.get("notify_declines", True))
+        retry = settings.get("confirmation_retry_seconds", DEFAULT_CONFIRMATION_RETRY_SECONDS)
+        self.confirmations = Courier(component, retry, timeout=float(own.get("webhook_timeout_seconds", 5)),
+                                     acknowledged=acknowledged)
+        model.efinance_outcome = self.on_outcome
 
     def reset(self) -> None:
         with self._lock:
             self._requests.clear()
             self._numbers.clear()
+            self._by_session.clear()
 
     def get_request(self, sender_id: str, sender_request_number: str) -> EfinanceRequest | None:
         with self._lock:
@@ -150,6 +191,7 @@ class EfinanceGateway:
                                     "was already used for another request", field="SenderRequestNumber")
                 known.key, known.iv = key, iv  # the sender keeps the secret of its latest attempt
                 return known, self.model.get_session(known.session_id), False
+            number = self._payment_request_number()
             session = self.model.open_efinance_session(
                 merchant_request_id=f"efinance:{sender.sender_id}:{request.sender_request_number}",
                 merchant_reference=request.sender_request_number,
@@ -164,12 +206,13 @@ class EfinanceGateway:
                             "name_en": line.description or line.account_code,
                             "amount": format_amount(line.amount)} for line in request.settlement_lines],
                 expires_at=_end_of_cairo_day(request.expiry_date),
+                payment_request_number=number,
             )
-            number = self._payment_request_number()
             record = EfinanceRequest(sender.sender_id, request.sender_request_number, number, session.session_id,
                                      request, key, iv)
             self._requests[index] = record
-            self._numbers.add(number)
+            self._numbers[number] = record
+            self._by_session[session.session_id] = record
             return record, session, True
 
     def _payment_request_number(self) -> str:
@@ -178,6 +221,123 @@ class EfinanceGateway:
             candidate = f"{secrets.randbelow(9 * 10**11) + 10**11}"
             if candidate not in self._numbers:
                 return candidate
+
+
+    # --- after a card attempt: the silent call and the settlement lines --------------------------
+    def on_outcome(self, session: Session, outcome: AttemptOutcome) -> None:
+        """Queue the confirmation of one card attempt (a decline too, unless ``notify_declines`` is
+        off) and, for an approval, the settlement lines. Called by the model outside its lock."""
+        with self._lock:
+            record = self._by_session.get(session.session_id)
+            if record is None:  # forgotten by a reset between the attempt and now
+                return
+            key, iv = record.key, record.iv
+        approved = outcome.status == APPROVED
+        if approved or self.notify_declines:
+            delivery = self._confirmation(record, session, outcome, key, iv)
+            with self._lock:
+                record.confirmations.append(delivery)
+                record.confirmed[delivery.delivery_id] = approved
+            self.confirmations.send(delivery, outcome.at)
+        if approved:
+            for delivery in self._collection_lines(record, session, outcome):
+                self.model.queue_delivery(session, delivery, outcome.at)
+
+    def confirmation_values(self, record: EfinanceRequest, session: Session, outcome: AttemptOutcome) -> dict[str, str]:
+        """The decrypted confirmation's fields (docs/domain-facts.md; formats assumed, README)."""
+        approved = outcome.status == APPROVED
+        reconciliation = self.component.calendar.business_date(outcome.at) if approved else None
+        return {
+            "SenderRequestNumber": record.sender_request_number,
+            "PaymentRequestNumber": record.payment_request_number,
+            "PaymentRequestTotalAmount": format_amount(session.amount),
+            "CollectionFeesAmount": format_amount(session.collection_fee),
+            "CustomerAuthorizationAmount": format_amount(session.total),
+            "AuthorizationCode": (outcome.auth_code or "") if approved else "",
+            "TransactionNumber": (outcome.transaction_id or "") if approved else "",
+            "AuthorizingMechanism": "Meeza" if outcome.scheme == "Meeza" else "Card",
+            "AuthorizingInstitution": outcome.scheme,
+            "AuthoriztionDateTime": cairo(outcome.at).strftime("%Y-%m-%d %H:%M:%S"),
+            "ReconciliationDate": reconciliation.isoformat() if reconciliation else "",
+            "IsConfirmed": "true" if approved else "false",
+        }
+
+    def sign(self, request_object: str) -> str:
+        """``Signature`` by ``card_gateway.efinance.signature`` (assumed: FACTS says it is not public)."""
+        return sha256_hex(request_object) if self.signature == "sha256-of-request-object" else ""
+
+    def _confirmation(self, record: EfinanceRequest, session: Session, outcome: AttemptOutcome,
+                      key: bytes, iv: bytes) -> Delivery:
+        values = self.confirmation_values(record, session, outcome)
+        request_object = aes_encrypt(confirmation_xml(values), key, iv)
+        body = {"SenderID": record.sender_id, "SenderRequestNumber": record.sender_request_number,
+                "RequestObject": request_object, "Signature": self.sign(request_object)}
+        return Delivery(delivery_id=f"confirmation:{record.payment_request_number}:{outcome.attempt}",
+                        kind="efinance_confirmation", url=record.request.confirmation_url, target="reference",
+                        secret_name=None, body=body, encoding="form")
+
+    def _collection_lines(self, record: EfinanceRequest, session: Session, outcome: AttemptOutcome) -> list[Delivery]:
+        """One ``st-collection`` line per settlement account line of the request (the money is split
+        over the sender's accounts); the collection fee rides on the first line."""
+        deliveries = []
+        for i, line in enumerate(record.request.settlement_lines, start=1):
+            body = {
+                "collection_id": f"card:{outcome.transaction_id}:{i}",
+                "type": "payment",
+                "channel": "card",
+                "source": "card_gateway",
+                "governorate_code": session.governorate_code,
+                "bill_reference": record.payment_request_number,
+                "amount": format_amount(line.amount),
+                "collection_fee": format_amount(session.collection_fee if i == 1 else 0),
+                "currency": session.currency,
+                "collected_at": iso(outcome.at),
+                "transaction_number": outcome.transaction_id,
+                "settlement_account_code": line.account_code,
+            }
+            deliveries.append(Delivery(delivery_id=body["collection_id"], kind="collection",
+                                       url=f"{self.component.url_of('settlement')}/api/collections",
+                                       target="settlement", secret_name="collections_feed", body=body))
+        return deliveries
+
+    # --- inspection -----------------------------------------------------------------------------
+    def request_log(self, payment_request_number: str) -> dict[str, Any]:
+        """A request with every confirmation and its attempts (the JSON API's webhook log shape)."""
+        with self._lock:
+            record = self._numbers.get(payment_request_number)
+        if record is None:
+            raise PaymentRequestNotFound(f"no payment request {payment_request_number}",
+                                         field="PaymentRequestNumber")
+        session = self.model.get_session(record.session_id)
+        feed = self.model.collection_deliveries(session)
+        with self._lock:
+            hooks = list(record.confirmations)
+            return {
+                "payment_request_number": record.payment_request_number,
+                "sender_id": record.sender_id,
+                "sender_request_number": record.sender_request_number,
+                "session_id": record.session_id,
+                "status": self.model.session_dict(session)["status"],
+                "confirmation_url": record.request.confirmation_url,
+                "redirect_url": record.request.redirect_url,
+                "confirmations": [self._confirmation_dict(record, d) for d in hooks],
+                "attempts": [dict(a, confirmation_id=d.delivery_id) for d in hooks for a in d.attempts],
+                "settlement_feed": [dict(d.to_dict(), settlement_account_code=d.body.get("settlement_account_code"))
+                                    for d in feed],
+            }
+
+    def confirmation_log(self, state: str | None = None) -> dict[str, Any]:
+        """Every confirmation of every request (optionally only those in ``state``), oldest first."""
+        with self._lock:
+            rows = [self._confirmation_dict(r, d) for r in self._numbers.values() for d in r.confirmations
+                    if state is None or d.state == state]
+        return {"confirmations": rows}
+
+    @staticmethod
+    def _confirmation_dict(record: EfinanceRequest, delivery: Delivery) -> dict[str, Any]:
+        return dict(delivery.to_dict(), payment_request_number=record.payment_request_number,
+                    sender_request_number=record.sender_request_number,
+                    is_confirmed=record.confirmed.get(delivery.delivery_id, False))
 
 
 def _end_of_cairo_day(day: Any) -> datetime:

@@ -6,13 +6,16 @@
 - ``POST /CardPaymentRequestIntiation/ServerToServer`` (assumed; ``server_to_server_path``): the same
   fields, answered with the ``PaymentRequestInitiationRes`` XML.
 - ``GET /_admin/certificate``: the gateway certificate (PEM) a sender encrypts for.
+- ``GET /api/efinance/requests/<PaymentRequestNumber>`` and ``GET /api/efinance/confirmations``
+  (``?state=pending|delivered|gave_up``): the test bench's view of the confirmation silent calls
+  and their attempts (not e-finance's API).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from flask import Blueprint, Response, render_template, request, url_for
+from flask import Blueprint, Response, jsonify, render_template, request, url_for
 
 from .efinance_messages import Rejection, initiation_response_xml, response_codes, response_message
 from .errors import SessionAlreadyPaid, SessionExpired
@@ -95,7 +98,15 @@ def make_efinance_blueprint(component: Component, model: CardGatewayModel, gatew
                     methods=["GET", "POST"])
     bp.add_url_rule(str(paths.get("server_to_server_path") or SERVER_TO_SERVER_PATH), "server_to_server",
                     server_to_server, methods=["POST"])
+    def request_log(payment_request_number: str) -> Response:
+        return jsonify(gateway.request_log(payment_request_number))
+
+    def confirmation_log() -> Response:
+        return jsonify(gateway.confirmation_log(request.args.get("state") or None))
+
     bp.add_url_rule("/_admin/certificate", "certificate", certificate, methods=["GET"])
+    bp.add_url_rule("/api/efinance/requests/<payment_request_number>", "request_log", request_log, methods=["GET"])
+    bp.add_url_rule("/api/efinance/confirmations", "confirmation_log", confirmation_log, methods=["GET"])
     return bp
 
 

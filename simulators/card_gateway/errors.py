@@ -54,3 +54,9 @@ class InvalidCardInput(ApiError):
 
     code = "INVALID_CARD_INPUT"
     status = 422
+
+
+class PaymentRequestNotFound(NotFound):
+    """Raised when a ``PaymentRequestNumber`` in the path was never issued (or was forgotten by a reset)."""
+
+    code = "PAYMENT_REQUEST_NOT_FOUND"

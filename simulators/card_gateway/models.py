@@ -15,6 +15,7 @@ import json
 import re
 import secrets
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -73,6 +74,7 @@ class Session:
     approved_at: datetime | None = None
     deliveries: list[Delivery] = field(default_factory=list)
     protocol: str = "json"  # "json" (merchant API) | "efinance" (encrypted initiation, efinance_model.py)
+    payment_request_number: str | None = None  # e-finance sessions: the gateway's PaymentRequestNumber
 
     @property
     def total(self) -> int:
@@ -120,6 +122,20 @@ class Session:
 
 
 @dataclass(frozen=True)
+class AttemptOutcome:
+    """What one card attempt on a session decided, as it stood at the time (for the e-finance
+    confirmation, built outside the model's lock)."""
+
+    attempt: int
+    status: str  # APPROVED | DECLINED
+    at: datetime
+    transaction_id: str | None
+    auth_code: str | None
+    scheme: str
+    decline_reason: str | None
+
+
+@dataclass(frozen=True)
 class CardOutcome:
     status: str  # APPROVED | DECLINED
     decline_reason: str | None
@@ -142,6 +158,9 @@ class CardGatewayModel:
         cards = load_contract("test-cards.yaml")
         self._test_cards = {str(c["number"]): c for c in cards.get("cards", [])}
         self._expiry_rules = {str(k): str(v) for k, v in (cards.get("expiry_rules") or {}).items()}
+        # Set by efinance_model.EfinanceGateway: called after each card attempt on an e-finance
+        # session, outside this model's lock (the gateway's lock is taken before this one elsewhere).
+        self.efinance_outcome: Callable[[Session, AttemptOutcome], None] | None = None
 
     # --- settings -----------------------------------------------------------------------------
     @property
@@ -214,7 +233,7 @@ class CardGatewayModel:
     def open_efinance_session(self, *, merchant_request_id: str, merchant_reference: str, amount: int,
                               governorate_code: str, service_code: str, return_url: str, webhook_url: str,
                               language: str, description: str | None, fee_lines: list[dict[str, Any]],
-                              expires_at: datetime) -> Session:
+                              expires_at: datetime, payment_request_number: str) -> Session:
         """A session for an e-finance initiation request (``efinance_model.py`` checked it and keeps
         its own idempotency index; the merchant API's ``merchant_request_id`` index is not used)."""
         own = self.component.own
@@ -232,6 +251,7 @@ class CardGatewayModel:
                 payment_url=f"{self.component.url_of('card_gateway')}/pay/{session_id}",
                 language=language, description=description, fee_lines=[dict(line) for line in fee_lines],
                 created_at=now, expires_at=min(now + ttl, expires_at), protocol="efinance",
+                payment_request_number=payment_request_number,
             )
             self._sessions[session_id] = session
             return session
@@ -273,7 +293,8 @@ class CardGatewayModel:
         return session
 
     def pay(self, session_id: str, card_number: str, expiry: str, cvv: str) -> Session:
-        """Try a card on a session: approve or decline it, then queue the webhook (and settlement).
+        """Try a card on a session: approve or decline it, then queue the webhook (and settlement);
+        for an e-finance session, hand the outcome to ``efinance_outcome`` (the silent call) instead.
 
         Malformed card input raises :class:`InvalidCardInput` before anything changes. The card
         number and CVV are not kept: only BIN, last four and scheme survive this call.
@@ -308,14 +329,18 @@ class CardGatewayModel:
             else:
                 session.status = DECLINED
                 session.decline_reason = outcome.decline_reason
-            if session.protocol == "efinance":
-                # TODO(issue 3): e-finance's encrypted silent call to PaymentConfirmationUrl and the
-                # settlement feed line; until then an e-finance session only redirects the browser.
+            if session.protocol != "efinance":
+                self._queue(session, self._webhook_delivery(session, now), now)
+                if session.status == APPROVED:
+                    self._queue(session, self._collection_delivery(session, now), now)
                 return session
-            self._queue(session, self._webhook_delivery(session, now), now)
-            if session.status == APPROVED:
-                self._queue(session, self._collection_delivery(session, now), now)
-            return session
+            # e-finance: the silent call and the settlement lines are the gateway's (efinance_model.py)
+            result = AttemptOutcome(attempt=session.attempts, status=session.status, at=now,
+                                    transaction_id=session.transaction_id, auth_code=session.auth_code,
+                                    scheme=card["scheme"], decline_reason=session.decline_reason)
+        if self.efinance_outcome is not None:
+            self.efinance_outcome(session, result)
+        return session
 
     def _outcome(self, number: str, expiry: str) -> CardOutcome:
         """Outcome from ``contracts/test-cards.yaml``: listed number first, then the expiry rules."""
@@ -378,6 +403,15 @@ class CardGatewayModel:
     def _queue(self, session: Session, delivery: Delivery, at: datetime) -> None:
         session.deliveries.append(delivery)
         self.courier.send(delivery, at)
+
+    def queue_delivery(self, session: Session, delivery: Delivery, at: datetime) -> None:
+        """Queue a delivery of ``session`` on the webhook/feed courier (e-finance's settlement lines)."""
+        with self._lock:
+            self._queue(session, delivery, at)
+
+    def collection_deliveries(self, session: Session) -> list[Delivery]:
+        with self._lock:
+            return [d for d in session.deliveries if d.kind == "collection"]
 
     @staticmethod
     def _new_id(prefix: str, draw: Any, taken: Any) -> str:

@@ -103,7 +103,14 @@ def make_blueprint(component: Component, model: CardGatewayModel) -> Blueprint:
             return _html(page, exc.status)
         except ApiError as exc:
             return refusal(exc, session_id)
-        target = _with_query(session.return_url, session_id=session.session_id, status=session.status)
+        if session.protocol == "efinance":
+            # Assumed (FACTS names only the URL): the request and the attempt's outcome in the query.
+            target = _with_query(session.return_url, SenderRequestNumber=session.merchant_reference,
+                                 PaymentRequestNumber=session.payment_request_number or "",
+                                 IsConfirmed="true" if session.status == "APPROVED" else "false",
+                                 session_id=session.session_id, status=session.status)
+        else:
+            target = _with_query(session.return_url, session_id=session.session_id, status=session.status)
         return redirect(target, code=303)
 
     return bp

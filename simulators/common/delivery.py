@@ -4,6 +4,11 @@ Webhooks, the collections feed, settlement credit notices all share this. The bo
 the event happens, so every retry re-sends the same content (only the signature's timestamp is
 fresh). Attempts are the component's scheduled work, so a retry "in an hour" happens when the
 simulated clock passes it, and the calls go through ``component.http``, so out-faults hit them.
+
+By default a message is a signed JSON body acknowledged by any 2xx. A :class:`Delivery` may instead
+carry a form body (``encoding="form"``) and go unsigned (``secret_name=None``: no X-Tahseel
+headers), and a :class:`Courier` may take its own ``acknowledged(response)`` test (e.g. e-finance's
+``Response_Code: 000`` header) for protocols that acknowledge otherwise.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 from .clock import iso
 from .http import OutboundFailure, OutboundResponse
@@ -21,6 +27,7 @@ if TYPE_CHECKING:
     from .component import Component
 
 PENDING, DELIVERED, GAVE_UP = "pending", "delivered", "gave_up"
+ENCODINGS = ("json", "form")
 
 
 @dataclass
@@ -31,12 +38,24 @@ class Delivery:
     kind: str
     url: str
     target: str  # the party called: for out-faults and the journal
-    secret_name: str  # the settings secret that signs it
+    secret_name: str | None  # the settings secret that signs it; None: sent unsigned
     body: dict[str, Any]
     state: str = PENDING
     attempts: list[dict[str, Any]] = field(default_factory=list)
     next_attempt_at: datetime | None = None
     gave_up_at: datetime | None = None
+    encoding: str = "json"  # "json" (compact UTF-8 JSON) | "form" (application/x-www-form-urlencoded)
+
+    def __post_init__(self) -> None:
+        if self.encoding not in ENCODINGS:
+            raise ValueError(f"a delivery's encoding is one of {', '.join(ENCODINGS)}, not {self.encoding!r}")
+
+    def payload(self) -> dict[str, Any]:
+        """The keyword arguments of ``component.http.request`` that carry the body."""
+        if self.encoding == "form":
+            return {"data": urlencode([(str(k), str(v)) for k, v in self.body.items()]).encode("ascii"),
+                    "headers": {"Content-Type": "application/x-www-form-urlencoded"}}
+        return {"json_body": self.body}
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -52,12 +71,13 @@ class Courier:
 
     ``backoff[i]`` is the wait after the (i+1)-th failed attempt. With ``give_up`` the courier
     stops after ``len(backoff)`` retries (state ``gave_up``); without it the last wait repeats
-    until the message is acknowledged.
+    until the message is acknowledged. ``acknowledged(response)`` says whether an answer counts as
+    the acknowledgement (default: any 2xx); an answer that does not is retried like a failure.
     """
 
     def __init__(self, component: Component, backoff: Sequence[float], *, give_up: bool = True,
                  timeout: float = 5.0, on_delivered: Callable[[Delivery, OutboundResponse], None] | None = None,
-                 ) -> None:
+                 acknowledged: Callable[[OutboundResponse], bool] | None = None) -> None:
         if not backoff:
             raise ValueError("a courier needs at least one backoff interval")
         self.component = component
@@ -65,6 +85,7 @@ class Courier:
         self.give_up = give_up
         self.timeout = timeout
         self.on_delivered = on_delivered
+        self.acknowledged: Callable[[OutboundResponse], bool] = acknowledged or (lambda response: response.ok)
         self._deliveries: dict[str, Delivery] = {}
         self._lock = threading.Lock()
         component.on_reset(self.reset)
@@ -95,7 +116,7 @@ class Courier:
             lambda: self._attempt(delivery.delivery_id))
 
     def _attempt(self, delivery_id: str) -> None:
-        """Send once; on no answer or a non-2xx, schedule the next attempt after the backoff."""
+        """Send once; on no answer or no acknowledgement, schedule the next attempt after the backoff."""
         with self._lock:
             delivery = self._deliveries.get(delivery_id)
             if delivery is None or delivery.state != PENDING:
@@ -104,11 +125,17 @@ class Courier:
         now = comp.clock.now()
         status: int | None = None
         response: OutboundResponse | None = None
+        acknowledged = False
+        sign_with = comp.secret(delivery.secret_name) if delivery.secret_name is not None else None
         try:
-            response = comp.http.request("POST", delivery.url, target=delivery.target, json_body=delivery.body,
-                                         sign_with=comp.secret(delivery.secret_name), timeout=self.timeout)
+            response = comp.http.request("POST", delivery.url, target=delivery.target, sign_with=sign_with,
+                                         timeout=self.timeout, **delivery.payload())
             status = response.status
-            outcome = "delivered" if response.ok else f"http_{status}"
+            acknowledged = bool(self.acknowledged(response))
+            if acknowledged:
+                outcome = "delivered"
+            else:
+                outcome = f"http_{status}" if not response.ok else "not_acknowledged"
         except OutboundFailure as exc:
             outcome = exc.kind
         with self._lock:
@@ -117,7 +144,7 @@ class Courier:
             delivery.attempts.append({"attempt": len(delivery.attempts) + 1, "at": iso(now), "status": status,
                                       "outcome": outcome})
             delivery.next_attempt_at = None
-            if response is not None and response.ok:
+            if acknowledged:
                 delivery.state = DELIVERED
             else:
                 failed = len(delivery.attempts)

@@ -15,6 +15,7 @@ import os
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from typing import Any
+from xml.sax.saxutils import escape
 
 import pytest
 import requests
@@ -40,11 +41,15 @@ REFUSING_URL = "http://127.0.0.1:9"
 # --- a sender written from FACTS.md ---------------------------------------------------------------
 def request_xml(srn: str, *, amounts: tuple[str, ...] = ("150.00",), account: str = ACCOUNT,
                 currency: str = "818", expiry: str = TOMORROW, password_b64: str = "",
-                sender_id: str = SENDER_ID, description: str = "Building permit renewal") -> str:
+                sender_id: str = SENDER_ID, description: str = "Building permit renewal",
+                accounts: tuple[str, ...] | None = None,
+                confirmation_url: str = "https://portal.example/efinance/confirm",
+                redirect_url: str = "https://portal.example/efinance/back") -> str:
+    codes = accounts if accounts is not None else (account,) * len(amounts)  # one account per line
     lines = "".join(
-        f"<SettlementAmounts><SettlementAccountCode>{account}</SettlementAccountCode>"
+        f"<SettlementAmounts><SettlementAccountCode>{code}</SettlementAccountCode>"
         f"<SettlementAmountsDescription>Line {i}</SettlementAmountsDescription><Amount>{amount}</Amount>"
-        f"</SettlementAmounts>" for i, amount in enumerate(amounts))
+        f"</SettlementAmounts>" for i, (amount, code) in enumerate(zip(amounts, codes, strict=True)))
     return (
         '<?xml version="1.0" encoding="utf-16"?>'
         '<PaymentRequestInitiationReq xmlns:xsd="http://www.w3.org/2001/XMLSchema" '
@@ -58,8 +63,8 @@ def request_xml(srn: str, *, amounts: tuple[str, ...] = ("150.00",), account: st
         f"<Currency>{currency}</Currency><IP>10.0.0.7</IP>"
         "<PaymentMechanism><Type>NotSet</Type><MechanismType>NotSet</MechanismType><Channel /></PaymentMechanism>"
         f"<ExpiryDate>{expiry}</ExpiryDate>"
-        "<PaymentConfirmationUrl>https://portal.example/efinance/confirm</PaymentConfirmationUrl>"
-        "<PaymentConfirmationRedirectUrl>https://portal.example/efinance/back</PaymentConfirmationRedirectUrl>"
+        f"<PaymentConfirmationUrl>{escape(confirmation_url)}</PaymentConfirmationUrl>"
+        f"<PaymentConfirmationRedirectUrl>{escape(redirect_url)}</PaymentConfirmationRedirectUrl>"
         "<UserUniqueIdentifier>a1b2c3d4</UserUniqueIdentifier>"
         "</PaymentRequestInitiationReq>"
     )

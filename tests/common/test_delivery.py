@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
+from urllib.parse import parse_qs
+
+import pytest
 
 from simulators.common.clock import parse_instant
 from simulators.common.component import Component
 from simulators.common.config import load_settings
 from simulators.common.delivery import Courier, Delivery
+from simulators.common.signing import verify
 
 START = parse_instant("2026-12-07T10:00:00+02:00")
 
@@ -64,3 +68,46 @@ def test_reset_forgets_pending_deliveries(receiver: Any) -> None:
     component.reset()
     component.scheduler.run_due()
     assert delivery.attempts == [] and courier.get("d1") is None
+
+
+def test_a_form_body_goes_unsigned_when_the_delivery_names_no_secret(receiver: Any) -> None:
+    component = Component("khales", load_settings(), ticker=False)
+    component.clock.set(START)
+    courier = Courier(component, [60])
+    delivery = Delivery("f1", "test", receiver.url + "/form", "reference", None,
+                        {"SenderID": "9001", "RequestObject": "a+b/c=="}, encoding="form")
+    courier.send(delivery)
+    component.scheduler.run_due()
+    [got] = receiver.on("/form")
+    assert got["headers"]["Content-Type"] == "application/x-www-form-urlencoded"
+    assert parse_qs(got["body"].decode()) == {"SenderID": ["9001"], "RequestObject": ["a+b/c=="]}
+    assert not any(name.lower().startswith("x-tahseel") for name in got["headers"])
+    assert delivery.state == "delivered"
+
+
+def test_a_json_delivery_is_still_signed_with_its_secret(receiver: Any) -> None:
+    component, courier, delivery = make_courier(receiver.url)
+    courier.send(delivery)
+    component.scheduler.run_due()
+    [got] = receiver.on("/inbox")
+    verify(component.secret("collections_feed"), got["headers"], got["body"], component.clock.now())
+    assert got["body"] == b'{"n":1}'
+
+
+def test_an_unknown_encoding_is_refused() -> None:
+    with pytest.raises(ValueError, match="encoding"):
+        Delivery("x", "test", "http://127.0.0.1:9/", "reference", None, {}, encoding="xml")
+
+
+def test_an_acknowledged_predicate_retries_a_2xx_that_does_not_acknowledge(receiver: Any) -> None:
+    receiver.answer_next(200, 503, (200, {"Response_Code": "101"}), (200, {"Response_Code": "000"}))
+    component, courier, delivery = make_courier(
+        receiver.url, acknowledged=lambda r: {k.lower(): v for k, v in r.headers.items()}.get("response_code") == "000")
+    courier.backoff = [60, 60, 60, 60]
+    courier.send(delivery)
+    for _ in range(6):
+        component.scheduler.run_due()
+        component.clock.advance(timedelta(seconds=60))
+    assert [a["outcome"] for a in delivery.attempts] == ["not_acknowledged", "http_503", "not_acknowledged",
+                                                          "delivered"]
+    assert delivery.state == "delivered" and len(receiver.on("/inbox")) == 4

@@ -7,6 +7,7 @@ the redirect), without a browser.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
@@ -176,10 +177,11 @@ def http(run: ScenarioRun, args: dict[str, Any]) -> Observation:
     return _observe(response, {"party": args["party"], "method": method, "path": args["path"], "body": shown})
 
 
-ACTIONS = {name: fn for name, fn in globals().items()
-           if callable(fn) and name in ("service_request", "order", "get_order", "pay_card", "pay_cash",
-                                        "advance", "advance_to", "fault", "clear_faults", "journal",
-                                        "report", "http")}
+ACTIONS: dict[str, Callable[[ScenarioRun, Any], Observation]] = {
+    "service_request": service_request, "order": order, "get_order": get_order, "pay_card": pay_card,
+    "pay_cash": pay_cash, "advance": advance, "advance_to": advance_to, "fault": fault,
+    "clear_faults": clear_faults, "journal": journal, "report": report, "http": http,
+}
 DEFAULT_NAMES = {"service_request": "request", "order": "order", "get_order": "order",
                  "pay_card": "card_payment", "pay_cash": "cash_payment", "fault": "fault",
                  "journal": "journal", "report": "report", "http": "response"}

@@ -14,11 +14,11 @@ from typing import Any
 import yaml
 from jsonschema.exceptions import best_match
 
-from simulators.common.contracts import validator
+from simulators.common.contracts import load_contract, validator
 
-ACTIONS = ("service_request", "order", "get_order", "pay_card", "pay_cash", "advance", "advance_to",
-           "fault", "clear_faults", "journal", "report", "http")
 STEP_KEYS = {"name", "save", "expect"}
+# The actions are whatever the scenario schema lets a step hold besides name / save / expect.
+ACTIONS = tuple(k for k in load_contract("scenario.schema.json")["$defs"]["step"]["properties"] if k not in STEP_KEYS)
 
 
 class ScenarioFileError(Exception):

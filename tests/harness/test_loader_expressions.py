@@ -72,3 +72,10 @@ def test_compare_explains_itself() -> None:
     ok, reason = compare(lookup({}, "x"), "PAID")
     assert not ok and "absent" in reason
     assert compare(True, 1)[0] is False  # booleans are not numbers
+
+
+def test_every_action_the_schema_allows_has_an_implementation() -> None:
+    from harness.actions import ACTIONS as IMPLEMENTED
+    from harness.loader import ACTIONS as DECLARED
+
+    assert set(DECLARED) == set(IMPLEMENTED)

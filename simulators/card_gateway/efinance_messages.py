@@ -304,3 +304,17 @@ def confirmation_xml(values: dict[str, str]) -> bytes:
     for name in CONFIRMATION_FIELDS:
         ET.SubElement(root, name).text = values.get(name, "")
     return b'<?xml version="1.0" encoding="utf-8"?>' + ET.tostring(root, encoding="utf-8", xml_declaration=False)
+
+
+# --- status inquiry, refund, cancel answers (assumed shapes; README) ------------------------------
+STATUS_ROOT = "PaymentRequestStatusRes"
+REFUND_ROOT = "PaymentRequestRefundRes"
+CANCEL_ROOT = "PaymentRequestCancelRes"
+
+
+def response_xml(root_name: str, fields: list[tuple[str, str]]) -> bytes:
+    """A flat answer document: one element per field, in order (UTF-8, declared as such)."""
+    root = ET.Element(root_name)
+    for name, value in fields:
+        ET.SubElement(root, name).text = value
+    return b'<?xml version="1.0" encoding="utf-8"?>' + ET.tostring(root, encoding="utf-8", xml_declaration=False)

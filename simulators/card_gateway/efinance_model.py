@@ -16,6 +16,7 @@ key and IV) and ``Signature`` — on its own courier, acknowledged only by the a
 from __future__ import annotations
 
 import hmac
+import re
 import secrets
 import threading
 from dataclasses import dataclass, field
@@ -36,9 +37,16 @@ from .efinance_crypto import (
     load_identity,
     sha256_hex,
 )
-from .efinance_messages import InitiationRequest, Rejection, confirmation_xml, parse_initiation
+from .efinance_messages import (
+    InitiationRequest,
+    Rejection,
+    confirmation_xml,
+    parse_initiation,
+    parse_xml_amount,
+    response_codes,
+)
 from .errors import PaymentRequestNotFound
-from .models import APPROVED
+from .models import APPROVED, CANCELLED, DECLINED, EXPIRED, OPEN
 
 if TYPE_CHECKING:
     from simulators.common.component import Component
@@ -51,6 +59,15 @@ HASH_ALIASES = ("HashedRequestObject", "HasedRequestObject")
 # The confirmation: first attempt at once, then one retry after each wait, then given up (assumed).
 DEFAULT_CONFIRMATION_RETRY_SECONDS = (60, 300, 900, 3600, 10800)
 SIGNATURE_ALGORITHMS = ("sha256-of-request-object", "none")  # assumed: FACTS says it is not public
+# FACTS (Fawry): two status vocabularies exist; both are offered, `card_gateway.efinance.status_vocabulary`
+# picks one (default unpaid_cancelled). Keys are the gateway's own states.
+STATUS_VOCABULARIES: dict[str, dict[str, str]] = {
+    "unpaid_cancelled": {"unpaid": "UNPAID", "paid": "PAID", "cancelled": "CANCELLED", "refunded": "REFUNDED",
+                         "partial_refunded": "PARTIAL_REFUNDED", "expired": "EXPIRED", "failed": "FAILED"},
+    "new_canceled": {"unpaid": "NEW", "paid": "PAID", "cancelled": "CANCELED", "refunded": "REFUNDED",
+                     "partial_refunded": "PARTIAL_REFUNDED", "expired": "EXPIRED", "failed": "FAILED"},
+}
+_REFUND_ID = re.compile(r"[0-9A-Za-z_-]{1,32}", re.ASCII)
 ACK_HEADER, ACK_CODE = "Response_Code", "000"
 
 
@@ -94,6 +111,22 @@ class EfinanceRequest:
     iv: bytes
     confirmations: list[Delivery] = field(default_factory=list)  # one per notified card attempt
     confirmed: dict[str, bool] = field(default_factory=dict)  # delivery id -> IsConfirmed
+    transaction_id: str | None = None  # set on approval: the settlement lines are card:<TX>:<n>
+    refunds: list[Refund] = field(default_factory=list)
+    reversed_per_line: dict[int, int] = field(default_factory=dict)  # settlement line n -> piasters refunded
+
+
+@dataclass
+class Refund:
+    """One accepted refund of a paid request (idempotent by the sender's RefundRequestNumber)."""
+
+    refund_request_number: str
+    refund_number: str
+    amount: int
+    at: datetime
+    fingerprint: tuple[str, int]  # (PaymentRequestNumber, amount)
+    answer: list[tuple[str, str]]  # the answer's fields as first given (replayed on a repeat)
+    lines: list[tuple[int, int]]  # (settlement line n, piasters) the refund reverses
 
 
 class EfinanceGateway:
@@ -114,6 +147,12 @@ class EfinanceGateway:
         if self.signature not in SIGNATURE_ALGORITHMS:
             raise ValueError(f"card_gateway.efinance.signature is one of {', '.join(SIGNATURE_ALGORITHMS)}")
         self.notify_declines = bool(settings.get("notify_declines", True))
+        vocabulary = str(settings.get("status_vocabulary", "unpaid_cancelled"))
+        if vocabulary not in STATUS_VOCABULARIES:
+            raise ValueError(f"card_gateway.efinance.status_vocabulary is one of {', '.join(STATUS_VOCABULARIES)}")
+        self.vocabulary = STATUS_VOCABULARIES[vocabulary]
+        self._refunds: dict[tuple[str, str], tuple[EfinanceRequest, Refund]] = {}  # (SenderID, RefundRequestNumber)
+        self._refund_numbers: set[str] = set()
         retry = settings.get("confirmation_retry_seconds", DEFAULT_CONFIRMATION_RETRY_SECONDS)
         self.confirmations = Courier(component, retry, timeout=float(own.get("webhook_timeout_seconds", 5)),
                                      acknowledged=acknowledged)
@@ -124,6 +163,8 @@ class EfinanceGateway:
             self._requests.clear()
             self._numbers.clear()
             self._by_session.clear()
+            self._refunds.clear()
+            self._refund_numbers.clear()
 
     def get_request(self, sender_id: str, sender_request_number: str) -> EfinanceRequest | None:
         with self._lock:
@@ -232,6 +273,8 @@ class EfinanceGateway:
             if record is None:  # forgotten by a reset between the attempt and now
                 return
             key, iv = record.key, record.iv
+            if outcome.status == APPROVED:
+                record.transaction_id = outcome.transaction_id
         approved = outcome.status == APPROVED
         if approved or self.notify_declines:
             delivery = self._confirmation(record, session, outcome, key, iv)
@@ -300,6 +343,215 @@ class EfinanceGateway:
                                        target="settlement", secret_name="collections_feed", body=body))
         return deliveries
 
+    # --- status inquiry, refund, cancel (server to server; assumed shapes, README) -----------------
+    def authenticate(self, form: dict[str, str]) -> Sender:
+        """``SenderID`` + ``SenderPassword`` (base64 RSA PKCS#1 v1.5 of the password under the gateway
+        certificate, like ``Sender.Password`` in the initiation): 114 / 101 / 102."""
+        for name in ("SenderID", "SenderPassword"):
+            if not form.get(name):
+                raise Rejection("MISSING_FIELD", f"{name} is missing", field=name)
+        sender = self.senders.get(form["SenderID"])
+        if sender is None:
+            raise Rejection("UNKNOWN_SENDER", f"no sender {form['SenderID'][:20]!r}", field="SenderID")
+        try:
+            password = self.identity.decrypt(form["SenderPassword"])
+        except CryptoFailure:
+            password = b""
+        if not hmac.compare_digest(password, sender.password.encode("utf-8")):
+            raise Rejection("WRONG_PASSWORD", "SenderPassword does not decrypt to the sender's password",
+                            field="SenderPassword")
+        return sender
+
+    def find(self, sender: Sender, form: dict[str, str]) -> EfinanceRequest:
+        """The sender's request by ``SenderRequestNumber`` or ``PaymentRequestNumber`` (both: they must
+        name the same request); another sender's request is unknown (140)."""
+        srn, prn = form.get("SenderRequestNumber", ""), form.get("PaymentRequestNumber", "")
+        if not srn and not prn:
+            raise Rejection("MISSING_FIELD", "SenderRequestNumber or PaymentRequestNumber is required",
+                            field="SenderRequestNumber")
+        with self._lock:
+            record = self._requests.get((sender.sender_id, srn)) if srn else self._numbers.get(prn)
+        if (record is None or record.sender_id != sender.sender_id
+                or (prn and record.payment_request_number != prn)):
+            raise Rejection("PAYMENT_REQUEST_NOT_FOUND", "no such payment request for this sender",
+                            field="PaymentRequestNumber" if prn else "SenderRequestNumber")
+        return record
+
+    def _state(self, record: EfinanceRequest, session: Session) -> str:
+        """The gateway's state of a request: unpaid, failed, paid, partial_refunded, refunded,
+        cancelled, expired (the caller holds the lock)."""
+        status = self.model.session_dict(session)["status"]
+        if status == APPROVED:
+            refunded = sum(r.amount for r in record.refunds)
+            if refunded == 0:
+                return "paid"
+            return "refunded" if refunded >= session.amount else "partial_refunded"
+        return {OPEN: "unpaid", DECLINED: "failed", EXPIRED: "expired", CANCELLED: "cancelled"}.get(status, "unpaid")
+
+    def status_fields(self, record: EfinanceRequest) -> list[tuple[str, str]]:
+        """The status inquiry's answer (without ResponseCode/ResponseMessage)."""
+        session = self.model.get_session(record.session_id)
+        with self._lock:
+            state = self._state(record, session)
+            paid = state in ("paid", "partial_refunded", "refunded")
+            refunded = sum(r.amount for r in record.refunds)
+            approved_at = session.approved_at if paid else None
+            reconciliation = self.component.calendar.business_date(approved_at) if approved_at else None
+            return [
+                ("SenderRequestNumber", record.sender_request_number),
+                ("PaymentRequestNumber", record.payment_request_number),
+                ("Status", self.vocabulary[state]),
+                ("Currency", "818"),
+                ("PaymentRequestTotalAmount", format_amount(session.amount)),
+                ("CollectionFeesAmount", format_amount(session.collection_fee)),
+                ("CustomerAuthorizationAmount", format_amount(session.total)),
+                ("PaidAmount", format_amount(session.total if paid else 0)),
+                ("RefundedAmount", format_amount(refunded)),
+                ("RefundableAmount", format_amount(session.amount - refunded if paid else 0)),
+                ("TransactionNumber", (session.transaction_id or "") if paid else ""),
+                ("AuthorizationCode", (session.auth_code or "") if paid else ""),
+                ("AuthoriztionDateTime", cairo(approved_at).strftime("%Y-%m-%d %H:%M:%S") if approved_at else ""),
+                ("ReconciliationDate", reconciliation.isoformat() if reconciliation else ""),
+                ("ExpiryDate", record.request.expiry_date.isoformat()),
+                ("ExpiresAt", iso(session.expires_at)),
+            ]
+
+    def refund(self, sender: Sender, record: EfinanceRequest,
+               form: dict[str, str]) -> tuple[list[tuple[str, str]], bool]:
+        """Refund part or all of a paid request; the same RefundRequestNumber and body replays the
+        first answer (``created`` False). Every check runs before anything changes."""
+        refund_id = form.get("RefundRequestNumber", "")
+        if not refund_id:
+            raise Rejection("MISSING_FIELD", "RefundRequestNumber is missing", field="RefundRequestNumber")
+        if not _REFUND_ID.fullmatch(refund_id):
+            raise Rejection("INVALID_FIELD", "RefundRequestNumber must be 1 to 32 letters, digits, _ or -",
+                            field="RefundRequestNumber")
+        if not form.get("Amount"):
+            raise Rejection("MISSING_FIELD", "Amount is missing", field="Amount")
+        amount = parse_xml_amount(form["Amount"], "Amount")
+        if amount <= 0:
+            raise Rejection("INVALID_AMOUNT", "Amount must be greater than zero", field="Amount")
+        session = self.model.get_session(record.session_id)
+        fingerprint = (record.payment_request_number, amount)
+        deliveries: list[Delivery] = []
+        with self._lock:
+            known = self._refunds.get((sender.sender_id, refund_id))
+            if known is not None:
+                if known[1].fingerprint != fingerprint:
+                    raise Rejection("REFUND_ID_CONFLICT", f"RefundRequestNumber {refund_id} was already used for "
+                                    "another refund", field="RefundRequestNumber")
+                return list(known[1].answer), False
+            state = self._state(record, session)
+            if state == "cancelled":
+                raise Rejection("ALREADY_CANCELLED", "a cancelled request cannot be refunded",
+                                field="PaymentRequestNumber")
+            if state not in ("paid", "partial_refunded", "refunded"):
+                raise Rejection("NOT_PAID", f"the request is {self.vocabulary[state]}, not paid",
+                                field="PaymentRequestNumber")
+            refunded = sum(r.amount for r in record.refunds)
+            if refunded + amount > session.amount:
+                raise Rejection("REFUND_EXCEEDS_PAYMENT", f"refunds would reach {format_amount(refunded + amount)}, "
+                                f"above the {format_amount(session.amount)} paid", field="Amount")
+            now = self.component.clock.now()
+            number = self._refund_number()
+            lines = self._allocate(record, amount)
+            for n, part in lines:
+                record.reversed_per_line[n] = record.reversed_per_line.get(n, 0) + part
+            refund = Refund(refund_id, number, amount, now, fingerprint, [], lines)
+            record.refunds.append(refund)
+            self._refunds[(sender.sender_id, refund_id)] = (record, refund)
+            self._refund_numbers.add(number)
+            total = refunded + amount
+            refund.answer = [
+                ("RefundRequestNumber", refund_id),
+                ("RefundNumber", number),
+                ("SenderRequestNumber", record.sender_request_number),
+                ("PaymentRequestNumber", record.payment_request_number),
+                ("Currency", "818"),
+                ("RefundAmount", format_amount(amount)),
+                ("RefundedAmount", format_amount(total)),
+                ("RefundableAmount", format_amount(session.amount - total)),
+                ("Status", self.vocabulary["refunded" if total >= session.amount else "partial_refunded"]),
+                ("RefundDateTime", cairo(now).strftime("%Y-%m-%d %H:%M:%S")),
+            ]
+            deliveries = self._reversal_lines(record, session, refund)
+        for delivery in deliveries:
+            self.model.queue_delivery(session, delivery, refund.at)
+        return list(refund.answer), True
+
+    def _allocate(self, record: EfinanceRequest, amount: int) -> list[tuple[int, int]]:
+        """Split a refund over the settlement lines from the first line onward (each line up to what
+        is left of it): a full refund reverses every line whole."""
+        parts, left = [], amount
+        for n, line in enumerate(record.request.settlement_lines, start=1):
+            room = line.amount - record.reversed_per_line.get(n, 0)
+            take = min(room, left)
+            if take > 0:
+                parts.append((n, take))
+                left -= take
+            if left == 0:
+                break
+        return parts
+
+    def _reversal_lines(self, record: EfinanceRequest, session: Session, refund: Refund) -> list[Delivery]:
+        """One ``st-collection`` reversal per settlement line the refund touches, reversing that
+        line's payment ``card:<TX>:<n>``; the collection fee is not refunded (assumed)."""
+        deliveries = []
+        for n, part in refund.lines:
+            line = record.request.settlement_lines[n - 1]
+            original = f"card:{record.transaction_id}:{n}"
+            body = {
+                "collection_id": f"{original}:refund:{refund.refund_number}",
+                "type": "reversal",
+                "channel": "card",
+                "source": "card_gateway",
+                "governorate_code": session.governorate_code,
+                "bill_reference": record.payment_request_number,
+                "amount": format_amount(part),
+                "collection_fee": format_amount(0),
+                "currency": session.currency,
+                "collected_at": iso(refund.at),
+                "transaction_number": refund.refund_number,
+                "reverses": original,
+                "settlement_account_code": line.account_code,
+            }
+            deliveries.append(Delivery(delivery_id=body["collection_id"], kind="collection",
+                                       url=f"{self.component.url_of('settlement')}/api/collections",
+                                       target="settlement", secret_name="collections_feed", body=body))
+        return deliveries
+
+    def _refund_number(self) -> str:
+        """Assumed format: ``RF`` + 12 digits, unique in this gateway's memory."""
+        while True:
+            candidate = f"RF{secrets.randbelow(10**12):012d}"
+            if candidate not in self._refund_numbers:
+                return candidate
+
+    def cancel(self, record: EfinanceRequest) -> list[tuple[str, str]]:
+        """Cancel an unpaid, unexpired request: paid → 130 (refund it instead), expired → 131,
+        cancelled already → 144. Its hosted page refuses payment afterwards."""
+        with self._lock:
+            before, session = self.model.cancel_session(record.session_id)
+            if before == APPROVED:
+                raise Rejection("ALREADY_PAID", "a paid request cannot be cancelled, only refunded",
+                                field="PaymentRequestNumber")
+            if before == EXPIRED:
+                raise Rejection("REQUEST_EXPIRED", "the request has expired", field="PaymentRequestNumber")
+            if before == CANCELLED:
+                raise Rejection("ALREADY_CANCELLED", "the request was already cancelled",
+                                field="PaymentRequestNumber")
+            return [
+                ("SenderRequestNumber", record.sender_request_number),
+                ("PaymentRequestNumber", record.payment_request_number),
+                ("Status", self.vocabulary["cancelled"]),
+                ("CancellationDateTime", cairo(session.cancelled_at or self.component.clock.now())
+                 .strftime("%Y-%m-%d %H:%M:%S")),
+            ]
+
+    @staticmethod
+    def success_code() -> str:
+        return str(response_codes()["SUCCESS"]["code"])
+
     # --- inspection -----------------------------------------------------------------------------
     def request_log(self, payment_request_number: str) -> dict[str, Any]:
         """A request with every confirmation and its attempts (the JSON API's webhook log shape)."""
@@ -318,6 +570,10 @@ class EfinanceGateway:
                 "sender_request_number": record.sender_request_number,
                 "session_id": record.session_id,
                 "status": self.model.session_dict(session)["status"],
+                "refunds": [{"refund_request_number": r.refund_request_number, "refund_number": r.refund_number,
+                             "amount": format_amount(r.amount), "at": iso(r.at),
+                             "lines": [{"line": n, "amount": format_amount(a)} for n, a in r.lines]}
+                            for r in record.refunds],
                 "confirmation_url": record.request.confirmation_url,
                 "redirect_url": record.request.redirect_url,
                 "confirmations": [self._confirmation_dict(record, d) for d in hooks],

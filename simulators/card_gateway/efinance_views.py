@@ -6,6 +6,9 @@
 - ``POST /CardPaymentRequestIntiation/ServerToServer`` (assumed; ``server_to_server_path``): the same
   fields, answered with the ``PaymentRequestInitiationRes`` XML.
 - ``GET /_admin/certificate``: the gateway certificate (PEM) a sender encrypts for.
+- ``POST /CardPaymentRequestIntiation/StatusInquiry``, ``/Refund``, ``/Cancel`` (assumed;
+  ``status_inquiry_path``, ``refund_path``, ``cancel_path``): server-to-server form posts
+  authenticated by ``SenderID`` + ``SenderPassword`` (RSA under the certificate), answered with XML.
 - ``GET /api/efinance/requests/<PaymentRequestNumber>`` and ``GET /api/efinance/confirmations``
   (``?state=pending|delivered|gave_up``): the test bench's view of the confirmation silent calls
   and their attempts (not e-finance's API).
@@ -17,8 +20,17 @@ from typing import TYPE_CHECKING
 
 from flask import Blueprint, Response, jsonify, render_template, request, url_for
 
-from .efinance_messages import Rejection, initiation_response_xml, response_codes, response_message
-from .errors import SessionAlreadyPaid, SessionExpired
+from .efinance_messages import (
+    CANCEL_ROOT,
+    REFUND_ROOT,
+    STATUS_ROOT,
+    Rejection,
+    initiation_response_xml,
+    response_codes,
+    response_message,
+    response_xml,
+)
+from .errors import SessionAlreadyPaid, SessionCancelled, SessionExpired
 from .pages import TEXTS, render_payment_page
 from .views import _html
 
@@ -30,6 +42,9 @@ if TYPE_CHECKING:
 
 INITIATION_PATH = "/CardPaymentRequestIntiation/index"
 SERVER_TO_SERVER_PATH = "/CardPaymentRequestIntiation/ServerToServer"
+STATUS_INQUIRY_PATH = "/CardPaymentRequestIntiation/StatusInquiry"  # assumed
+REFUND_PATH = "/CardPaymentRequestIntiation/Refund"  # assumed
+CANCEL_PATH = "/CardPaymentRequestIntiation/Cancel"  # assumed
 ENGLISH_IDS = {"en", "en-us", "en-gb", "english", "2"}  # assumed LanguageId values; anything else: Arabic
 
 
@@ -63,6 +78,8 @@ def make_efinance_blueprint(component: Component, model: CardGatewayModel, gatew
                 raise Rejection("ALREADY_PAID", exc.message, field="SenderRequestNumber") from None
             except SessionExpired as exc:
                 raise Rejection("REQUEST_EXPIRED", exc.message, field="SenderRequestNumber") from None
+            except SessionCancelled as exc:
+                raise Rejection("ALREADY_CANCELLED", exc.message, field="SenderRequestNumber") from None
         except Rejection as exc:
             return rejection_page(exc, lang)
         page = render_payment_page(session, lang, catalog=component.settings.get("catalog") or {},
@@ -94,6 +111,48 @@ def make_efinance_blueprint(component: Component, model: CardGatewayModel, gatew
         response.headers["Content-Disposition"] = 'inline; filename="card-gateway-certificate.pem"'
         return response
 
+    # --- status inquiry, refund, cancel: form in (SenderID, SenderPassword, SenderRequestNumber or
+    # PaymentRequestNumber, ...), flat XML out with ResponseCode/ResponseMessage (assumed shapes) ---
+    def after_payment(root: str, action: str) -> Response:
+        lang = language_of(request.values.get("LanguageId"))
+        form = {name: request.form.get(name, "") for name in (
+            "SenderID", "SenderPassword", "SenderRequestNumber", "PaymentRequestNumber", "RefundRequestNumber",
+            "Amount")}
+        status = 200
+        try:
+            sender = gateway.authenticate(form)
+            record = gateway.find(sender, form)
+            if action == "status":
+                fields = gateway.status_fields(record)
+            elif action == "refund":
+                fields, _ = gateway.refund(sender, record, form)  # a repeat: the same answer, same status
+            else:
+                fields = gateway.cancel(record)
+            fields = fields + [("ResponseCode", gateway.success_code()),
+                               ("ResponseMessage", response_message("SUCCESS", lang))]
+        except Rejection as exc:
+            fields = [("SenderRequestNumber", form["SenderRequestNumber"]),
+                      ("PaymentRequestNumber", form["PaymentRequestNumber"])]
+            if action == "refund":
+                fields.append(("RefundRequestNumber", form["RefundRequestNumber"]))
+            fields += [("ResponseCode", exc.code), ("ResponseMessage", response_message(exc.name, lang)),
+                       ("Detail", exc.message)]
+            status = exc.status
+        return _xml(response_xml(root, fields), status)
+
+    def status_inquiry() -> Response:
+        return after_payment(STATUS_ROOT, "status")
+
+    def refund() -> Response:
+        return after_payment(REFUND_ROOT, "refund")
+
+    def cancel() -> Response:
+        return after_payment(CANCEL_ROOT, "cancel")
+
+    bp.add_url_rule(str(paths.get("status_inquiry_path") or STATUS_INQUIRY_PATH), "status_inquiry", status_inquiry,
+                    methods=["POST"])
+    bp.add_url_rule(str(paths.get("refund_path") or REFUND_PATH), "refund", refund, methods=["POST"])
+    bp.add_url_rule(str(paths.get("cancel_path") or CANCEL_PATH), "cancel", cancel, methods=["POST"])
     bp.add_url_rule(str(paths.get("initiation_path") or INITIATION_PATH), "initiation_page", initiation_page,
                     methods=["GET", "POST"])
     bp.add_url_rule(str(paths.get("server_to_server_path") or SERVER_TO_SERVER_PATH), "server_to_server",

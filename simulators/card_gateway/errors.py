@@ -49,6 +49,14 @@ class SessionExpired(ApiError):
     status = 410
 
 
+class SessionCancelled(ApiError):
+    """Raised when the hosted page or a card payment is asked for an e-finance request its sender
+    cancelled (the page refuses payment)."""
+
+    code = "SESSION_CANCELLED"
+    status = 410
+
+
 class InvalidCardInput(ApiError):
     """Raised when the hosted form's card number, expiry or CVV is malformed (nothing changes)."""
 

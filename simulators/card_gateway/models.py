@@ -32,6 +32,7 @@ from .errors import (
     InvalidCardInput,
     RequestIdConflict,
     SessionAlreadyPaid,
+    SessionCancelled,
     SessionExpired,
     SessionNotFound,
 )
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from simulators.common.component import Component
 
 OPEN, APPROVED, DECLINED, EXPIRED = "OPEN", "APPROVED", "DECLINED", "EXPIRED"
+CANCELLED = "CANCELLED"  # an unpaid e-finance request cancelled by its sender (efinance_model.py)
 DEFAULT_RETRY_SECONDS = (60, 300, 900, 3600, 10800, 21600, 43200)
 _EXPIRY = re.compile(r"(0[1-9]|1[0-2])/([0-9]{2})", re.ASCII)  # whole string: fullmatch
 _CVV = re.compile(r"[0-9]{3}", re.ASCII)
@@ -75,6 +77,7 @@ class Session:
     deliveries: list[Delivery] = field(default_factory=list)
     protocol: str = "json"  # "json" (merchant API) | "efinance" (encrypted initiation, efinance_model.py)
     payment_request_number: str | None = None  # e-finance sessions: the gateway's PaymentRequestNumber
+    cancelled_at: datetime | None = None
 
     @property
     def total(self) -> int:
@@ -158,6 +161,8 @@ class CardGatewayModel:
         cards = load_contract("test-cards.yaml")
         self._test_cards = {str(c["number"]): c for c in cards.get("cards", [])}
         self._expiry_rules = {str(k): str(v) for k, v in (cards.get("expiry_rules") or {}).items()}
+        self._cvv_rules = {str(k): str(v) for k, v in (cards.get("cvv_rules") or {}).items()}
+        self.test_cards = cards  # the published table (GET /test-cards)
         # Set by efinance_model.EfinanceGateway: called after each card attempt on an e-finance
         # session, outside this model's lock (the gateway's lock is taken before this one elsewhere).
         self.efinance_outcome: Callable[[Session, AttemptOutcome], None] | None = None
@@ -290,7 +295,21 @@ class CardGatewayModel:
         if status == EXPIRED:
             raise SessionExpired(f"session {session_id} expired at {iso(session.expires_at)}",
                                  field="session_id")
+        if status == CANCELLED:
+            raise SessionCancelled(f"session {session_id} was cancelled by its sender", field="session_id")
         return session
+
+    def cancel_session(self, session_id: str) -> tuple[str, Session]:
+        """Cancel an unpaid, unexpired session (e-finance's cancel). Returns the status it had when
+        it could not be cancelled (APPROVED, EXPIRED, CANCELLED) or ``OPEN``/``DECLINED`` when it was."""
+        session = self.get_session(session_id)
+        with self._lock:
+            now = self.component.clock.now()
+            status = session.status_at(now)
+            if status in (OPEN, DECLINED):
+                session.status = CANCELLED
+                session.cancelled_at = now
+            return status, session
 
     def pay(self, session_id: str, card_number: str, expiry: str, cvv: str) -> Session:
         """Try a card on a session: approve or decline it, then queue the webhook (and settlement);
@@ -310,7 +329,7 @@ class CardGatewayModel:
             raise InvalidCardInput("the expiry date must be MM/YY", field="expiry")
         if not _CVV.fullmatch((cvv or "").strip()):
             raise InvalidCardInput("the CVV must be 3 digits", field="cvv")
-        outcome = self._outcome(number, expiry)
+        outcome = self._outcome(number, expiry, cvv.strip())
         card = {"bin": number[:6], "last4": number[-4:], "scheme": outcome.scheme}
         del number, card_number, cvv  # nothing below may see the full card number or the CVV
         with self._lock:
@@ -342,8 +361,13 @@ class CardGatewayModel:
             self.efinance_outcome(session, result)
         return session
 
-    def _outcome(self, number: str, expiry: str) -> CardOutcome:
-        """Outcome from ``contracts/test-cards.yaml``: listed number first, then the expiry rules."""
+    def _outcome(self, number: str, expiry: str, cvv: str = "") -> CardOutcome:
+        """Outcome from ``contracts/test-cards.yaml``: the CVV rule first (a CVV mismatch is answered
+        before the authorisation), then a listed number, then the expiry rules, else approved."""
+        cvv_rule = self._cvv_rules.get(cvv)
+        if cvv_rule is not None and cvv_rule != APPROVED:
+            listed = self._test_cards.get(number) or {}
+            return CardOutcome(DECLINED, cvv_rule, str(listed.get("scheme") or scheme_of(number)))
         listed = self._test_cards.get(number)
         if listed is not None:
             status = str(listed.get("outcome", APPROVED))

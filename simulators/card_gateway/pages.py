@@ -41,7 +41,20 @@ TEXTS: dict[str, dict[str, str]] = {
         "SESSION_NOT_FOUND": "جلسة الدفع غير موجودة.",
         "SESSION_EXPIRED": "انتهت صلاحية جلسة الدفع.",
         "SESSION_ALREADY_PAID": "تم سداد هذه الجلسة بالفعل.",
+        "SESSION_CANCELLED": "تم إلغاء طلب الدفع هذا من جهة الإرسال.",
         "response_code": "رمز الاستجابة",
+        "test_cards": "بطاقات الاختبار",
+        "test_cards_note": "أي رقم صحيح حسابيًا (Luhn) غير مدرج يُقبل ما لم تحدد قاعدة تاريخ الانتهاء غير ذلك.",
+        "number": "رقم البطاقة",
+        "scheme": "الشبكة",
+        "outcome": "النتيجة",
+        "reason": "سبب الرفض",
+        "three_ds": "3-D Secure",
+        "enrolled": "مسجلة",
+        "not_enrolled": "غير مسجلة",
+        "label": "الوصف",
+        "expiry_rules": "النتيجة حسب تاريخ الانتهاء (للبطاقات غير المدرجة)",
+        "cvv_rules": "النتيجة حسب رمز التحقق (لأي بطاقة)",
         "response_message": "رسالة الاستجابة",
     },
     "en": {
@@ -67,7 +80,20 @@ TEXTS: dict[str, dict[str, str]] = {
         "SESSION_NOT_FOUND": "This payment session does not exist.",
         "SESSION_EXPIRED": "This payment session has expired.",
         "SESSION_ALREADY_PAID": "This payment session is already paid.",
+        "SESSION_CANCELLED": "This payment request was cancelled by its sender.",
         "response_code": "Response code",
+        "test_cards": "Test cards",
+        "test_cards_note": "Any Luhn-valid number not listed is approved unless its expiry rule says otherwise.",
+        "number": "Card number",
+        "scheme": "Scheme",
+        "outcome": "Outcome",
+        "reason": "Decline reason",
+        "three_ds": "3-D Secure",
+        "enrolled": "enrolled",
+        "not_enrolled": "not enrolled",
+        "label": "Description",
+        "expiry_rules": "Outcome by expiry date (unlisted cards)",
+        "cvv_rules": "Outcome by CVV (any card)",
         "response_message": "Response message",
     },
 }
@@ -113,3 +139,15 @@ def render_message_page(error: ApiError, lang: str) -> str:
     t = TEXTS[lang]
     return render_template("card_gateway/message.html", lang=lang, t=t, code=error.code,
                            message=t.get(error.code, error.message))
+
+
+def render_test_cards_page(table: dict[str, Any], lang: str) -> str:
+    """The published test cards (``contracts/test-cards.yaml``) as a page."""
+    t = TEXTS[lang]
+    cards = [{"number": str(c["number"]), "scheme": c.get("scheme", ""), "outcome": c.get("outcome", "APPROVED"),
+              "reason": c.get("decline_reason") or "", "three_ds": bool(c.get("three_ds")),
+              "label": c.get("label_ar" if lang == "ar" else "label_en") or ""}
+             for c in table.get("cards", [])]
+    return render_template("card_gateway/test_cards.html", lang=lang, t=t, cards=cards,
+                           expiry_rules=sorted((str(k), str(v)) for k, v in (table.get("expiry_rules") or {}).items()),
+                           cvv_rules=sorted((str(k), str(v)) for k, v in (table.get("cvv_rules") or {}).items()))

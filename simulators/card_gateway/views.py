@@ -17,7 +17,7 @@ from simulators.common.errors import ApiError
 from simulators.common.signing import verify
 
 from .errors import InvalidCardInput, UnknownMerchant
-from .pages import page_language, render_message_page, render_payment_page
+from .pages import page_language, render_message_page, render_payment_page, render_test_cards_page
 
 if TYPE_CHECKING:
     from simulators.common.component import Component
@@ -112,6 +112,12 @@ def make_blueprint(component: Component, model: CardGatewayModel) -> Blueprint:
         else:
             target = _with_query(session.return_url, session_id=session.session_id, status=session.status)
         return redirect(target, code=303)
+
+    @bp.get("/test-cards")
+    def test_cards() -> Response:
+        """The published test-card table (contracts/test-cards.yaml), Arabic by default, ?lang=en."""
+        lang = page_language(request.args.get("lang"))
+        return _html(render_test_cards_page(model.test_cards, lang), 200)
 
     return bp
 

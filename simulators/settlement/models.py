@@ -60,7 +60,8 @@ class Line:
     reverses: str | None
     business_date: date
     batch_id: str
-    reversed_by: str | None = None
+    reversed_by: list[str] = field(default_factory=list)  # partial refunds may reverse a line in parts
+    reversed_amount: int = 0  # piasters reversed so far, never above ``amount``
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -218,7 +219,9 @@ class SettlementModel:
             batch.lines.append(line)
             self._lines[collection_id] = line
             if is_reversal:
-                self._lines[body["reverses"]].reversed_by = collection_id
+                original = self._lines[body["reverses"]]
+                original.reversed_by.append(collection_id)
+                original.reversed_amount += amount
             answer = {"collection_id": collection_id, "status": "ACCEPTED", "batch_id": batch.batch_id,
                       "business_date": business_date.isoformat(), "value_date": batch.value_date.isoformat()}
             self._answers[collection_id] = (fingerprint, answer)
@@ -228,15 +231,16 @@ class SettlementModel:
         original = self._lines.get(reverses)
         if original is None or original.type != "payment":
             raise UnknownCollection(f"no payment {reverses} to reverse", field="reverses")
-        if original.reversed_by is not None:
-            raise AlreadyReversed(f"payment {reverses} was already reversed by {original.reversed_by}",
-                                  field="reverses")
+        left = original.amount - original.reversed_amount
+        if left == 0:
+            raise AlreadyReversed(f"payment {reverses} was already reversed in full by "
+                                  f"{', '.join(original.reversed_by)}", field="reverses")
         if original.governorate_code != governorate_code:
             raise ReversalMismatch(f"payment {reverses} belongs to governorate {original.governorate_code}",
                                    field="governorate_code")
-        if amount > original.amount:
-            raise ReversalMismatch(
-                f"the reversal exceeds the payment's amount {format_amount(original.amount)}", field="amount")
+        if amount > left:
+            raise ReversalMismatch(f"the reversal exceeds what is left of the payment ({format_amount(left)} of "
+                                   f"{format_amount(original.amount)})", field="amount")
 
     def _batch_for(self, gov: str, business_date: date, iban: str) -> Batch:
         """The open batch of (governorate, business date), opened on first use.

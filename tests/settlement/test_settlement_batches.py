@@ -164,3 +164,22 @@ def test_batches_can_be_listed_by_business_date_and_governorate(feed, client, co
     assert [b["batch_id"] for b in by_both] == ["B-02-20261203"]
     assert (bad.status_code, bad.get_json()["error"]["field"]) == (400, "business_date")
     assert client.get("/api/batches/B-09-20261203").status_code == 404
+
+
+def test_a_payment_can_be_reversed_in_parts_but_never_beyond_its_amount(feed, client, collection):
+    feed.send(collection(1))  # 1250.50
+    part = {"type": "reversal", "reverses": "card:TX000000000001"}
+    assert feed.send(collection(2, amount="250.50", **part)).status_code == 201
+    assert feed.send(collection(3, amount="1000.00", **part)).status_code == 201
+    more = feed.send(collection(4, amount="0.01", **part))
+    assert (more.status_code, more.get_json()["error"]["code"]) == (409, "ALREADY_REVERSED")
+    assert client.get("/api/batches/B-01-20261203").get_json()["amount"] == "0.00"
+
+
+def test_a_part_larger_than_what_is_left_is_refused(feed, client, collection):
+    feed.send(collection(1))
+    part = {"type": "reversal", "reverses": "card:TX000000000001"}
+    assert feed.send(collection(2, amount="1000.00", **part)).status_code == 201
+    over = feed.send(collection(3, amount="250.51", **part))
+    assert (over.status_code, over.get_json()["error"]["field"]) == (422, "amount")
+    assert client.get("/api/batches/B-01-20261203").get_json()["amount"] == "250.50"

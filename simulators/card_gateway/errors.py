@@ -68,3 +68,18 @@ class PaymentRequestNotFound(NotFound):
     """Raised when a ``PaymentRequestNumber`` in the path was never issued (or was forgotten by a reset)."""
 
     code = "PAYMENT_REQUEST_NOT_FOUND"
+
+
+class ChallengeNotPending(Conflict):
+    """Raised when a 3-D Secure OTP is posted for a session with no pending challenge (none was
+    started, it was answered already, or a newer card attempt abandoned it)."""
+
+    code = "THREE_DS_NO_CHALLENGE"
+
+
+class ChallengeExpired(ApiError):
+    """Raised when a 3-D Secure OTP is posted after the challenge time limit (the attempt has
+    failed with ``THREE_DS_TIMEOUT``; the session stays payable with another attempt)."""
+
+    code = "THREE_DS_CHALLENGE_EXPIRED"
+    status = 410

@@ -17,7 +17,7 @@ import secrets
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from simulators.common.clock import iso, parse_duration
@@ -29,6 +29,8 @@ from simulators.common.wire import ascii_digits, parse_instant_field
 
 from .errors import (
     AmountMismatch,
+    ChallengeExpired,
+    ChallengeNotPending,
     InvalidCardInput,
     RequestIdConflict,
     SessionAlreadyPaid,
@@ -45,6 +47,34 @@ CANCELLED = "CANCELLED"  # an unpaid e-finance request cancelled by its sender (
 DEFAULT_RETRY_SECONDS = (60, 300, 900, 3600, 10800, 21600, 43200)
 _EXPIRY = re.compile(r"(0[1-9]|1[0-2])/([0-9]{2})", re.ASCII)  # whole string: fullmatch
 _CVV = re.compile(r"[0-9]{3}", re.ASCII)
+# 3-D Secure (issue 3): assumed defaults of card_gateway.three_ds (the test OTP is published).
+DEFAULT_OTP = "123456"
+DEFAULT_CHALLENGE_SECONDS = 300
+DEFAULT_OTP_TRIES = 3
+THREE_DS_FAILED, THREE_DS_TIMEOUT = "THREE_DS_FAILED", "THREE_DS_TIMEOUT"
+PENDING, PASSED, FAILED, TIMED_OUT, ABANDONED = "pending", "passed", "failed", "timed_out", "abandoned"
+
+
+@dataclass(frozen=True)
+class CardOutcome:
+    status: str  # APPROVED | DECLINED
+    decline_reason: str | None
+    scheme: str
+
+
+@dataclass
+class Challenge:
+    """A 3-D Secure challenge waiting for the citizen's OTP. Keeps what the attempt needs to be
+    completed later (BIN, last four, scheme and the outcome the card would get), never the full
+    number, the CVV or the OTP."""
+
+    challenge_id: str
+    card: dict[str, str]
+    outcome: CardOutcome
+    started_at: datetime
+    expires_at: datetime
+    tries_left: int
+    state: str = PENDING  # pending | passed | failed | timed_out | abandoned
 
 
 @dataclass
@@ -78,6 +108,7 @@ class Session:
     protocol: str = "json"  # "json" (merchant API) | "efinance" (encrypted initiation, efinance_model.py)
     payment_request_number: str | None = None  # e-finance sessions: the gateway's PaymentRequestNumber
     cancelled_at: datetime | None = None
+    challenge: Challenge | None = None  # the latest 3-D Secure challenge (pending or how it ended)
 
     @property
     def total(self) -> int:
@@ -136,13 +167,6 @@ class AttemptOutcome:
     auth_code: str | None
     scheme: str
     decline_reason: str | None
-
-
-@dataclass(frozen=True)
-class CardOutcome:
-    status: str  # APPROVED | DECLINED
-    decline_reason: str | None
-    scheme: str
 
 
 class CardGatewayModel:
@@ -331,12 +355,26 @@ class CardGatewayModel:
             raise InvalidCardInput("the CVV must be 3 digits", field="cvv")
         outcome = self._outcome(number, expiry, cvv.strip())
         card = {"bin": number[:6], "last4": number[-4:], "scheme": outcome.scheme}
+        enrolled = bool((self._test_cards.get(number) or {}).get("three_ds"))
+        cvv_declined = outcome.decline_reason is not None and outcome.decline_reason == self._cvv_rules.get(cvv.strip())
         del number, card_number, cvv  # nothing below may see the full card number or the CVV
+        if enrolled and not cvv_declined:
+            # 3-D Secure: the outcome waits for the OTP (a CVV mismatch is answered before, at once).
+            self._start_challenge(session_id, card, outcome)
+            return self.get_session(session_id)
+        return self._complete(session_id, card, outcome)
+
+    def _complete(self, session_id: str, card: dict[str, str], outcome: CardOutcome) -> Session:
+        """Decide a card attempt: record the outcome, then queue the webhook (and settlement), or for
+        an e-finance session hand it to ``efinance_outcome`` (the silent call). The one completion
+        path of a non-enrolled card, a passed 3-D Secure challenge and a failed one."""
         with self._lock:
             session = self.payable_session(session_id)
             now = self.component.clock.now()
+            if session.challenge is not None and session.challenge.state == PENDING:
+                session.challenge.state = ABANDONED  # a new card attempt replaces the challenge
             session.attempts += 1
-            session.card = card
+            session.card = dict(card)
             if outcome.status == APPROVED:
                 session.status = APPROVED
                 session.decline_reason = None
@@ -360,6 +398,98 @@ class CardGatewayModel:
         if self.efinance_outcome is not None:
             self.efinance_outcome(session, result)
         return session
+
+    # --- 3-D Secure ---------------------------------------------------------------------------
+    def _three_ds(self) -> dict[str, Any]:
+        return dict(self.component.own.get("three_ds") or {})
+
+    @property
+    def test_otp(self) -> str:
+        """The published test OTP of every enrolled card (``card_gateway.three_ds.otp``)."""
+        return str(self._three_ds().get("otp", DEFAULT_OTP))
+
+    def _start_challenge(self, session_id: str, card: dict[str, str], outcome: CardOutcome) -> Challenge:
+        """Keep a pending challenge on the session (replacing any earlier one) and schedule its time
+        limit on the component's scheduler (simulated clock: it runs when the clock is moved)."""
+        settings = self._three_ds()
+        seconds = float(settings.get("challenge_seconds", DEFAULT_CHALLENGE_SECONDS))
+        tries = int(settings.get("otp_tries", DEFAULT_OTP_TRIES))
+        with self._lock:
+            session = self.payable_session(session_id)
+            now = self.component.clock.now()
+            challenge = Challenge(challenge_id="3DS" + secrets.token_hex(8).upper(), card=dict(card),
+                                  outcome=outcome, started_at=now,
+                                  expires_at=now + timedelta(seconds=seconds), tries_left=tries)
+            if session.challenge is not None and session.challenge.state == PENDING:
+                session.challenge.state = ABANDONED
+            session.challenge = challenge
+        self.component.scheduler.schedule(
+            challenge.expires_at, f"card_gateway.three_ds_timeout:{session_id}:{challenge.challenge_id}",
+            lambda: self._challenge_timeout(session_id, challenge.challenge_id))
+        return challenge
+
+    def pending_challenge(self, session_id: str) -> Challenge | None:
+        """The session's challenge if it is still waiting for an OTP."""
+        session = self.get_session(session_id)
+        with self._lock:
+            challenge = session.challenge
+            return challenge if challenge is not None and challenge.state == PENDING else None
+
+    def _challenge_timeout(self, session_id: str, challenge_id: str) -> bool:
+        """The time limit of a challenge: if it is still pending, the attempt fails (THREE_DS_TIMEOUT).
+        Returns whether it failed the attempt now."""
+        with self._lock:
+            session = self._sessions.get(session_id)
+            challenge = session.challenge if session is not None else None
+            if (challenge is None or challenge.challenge_id != challenge_id or challenge.state != PENDING
+                    or self.component.clock.now() < challenge.expires_at):
+                return False
+            challenge.state = TIMED_OUT
+            card = dict(challenge.card)
+        try:
+            self._complete(session_id, card, CardOutcome(DECLINED, THREE_DS_TIMEOUT, card["scheme"]))
+        except (SessionAlreadyPaid, SessionExpired, SessionCancelled):
+            return False  # the session ended meanwhile: nothing left to fail
+        return True
+
+    def answer_challenge(self, session_id: str, challenge_id: str, otp: str) -> tuple[str, Session, Challenge]:
+        """The citizen's OTP for the pending challenge. Returns ``("completed", …)`` when the attempt
+        was decided (the right OTP: the card's outcome; the last wrong try: THREE_DS_FAILED) or
+        ``("retry", …)`` after a wrong OTP with tries left. An OTP after the time limit raises
+        :class:`ChallengeExpired` (failing the attempt first if the scheduler has not yet);
+        no pending challenge raises :class:`ChallengeNotPending`."""
+        session = self.payable_session(session_id)
+        with self._lock:
+            challenge = session.challenge
+            if challenge is None or challenge.challenge_id != (challenge_id or challenge.challenge_id):
+                raise ChallengeNotPending(f"session {session_id} has no such 3-D Secure challenge",
+                                          field="challenge_id")
+            expired = challenge.state == TIMED_OUT or (
+                challenge.state == PENDING and self.component.clock.now() >= challenge.expires_at)
+            if not expired and challenge.state != PENDING:
+                raise ChallengeNotPending(f"the 3-D Secure challenge of session {session_id} is {challenge.state}",
+                                          field="challenge_id")
+        if expired:
+            self._challenge_timeout(session_id, challenge.challenge_id)
+            raise ChallengeExpired(f"the 3-D Secure challenge expired at {iso(challenge.expires_at)}",
+                                   field="otp")
+        expected = self.test_otp
+        right = secrets.compare_digest((otp or "").strip().encode(), expected.encode())
+        with self._lock:
+            if challenge.state != PENDING:  # answered meanwhile by another request
+                raise ChallengeNotPending(f"the 3-D Secure challenge of session {session_id} is {challenge.state}",
+                                          field="challenge_id")
+            if right:
+                challenge.state = PASSED
+                outcome = challenge.outcome
+            else:
+                challenge.tries_left -= 1
+                if challenge.tries_left > 0:
+                    return "retry", session, challenge
+                challenge.state = FAILED
+                outcome = CardOutcome(DECLINED, THREE_DS_FAILED, challenge.card["scheme"])
+            card = dict(challenge.card)
+        return "completed", self._complete(session_id, card, outcome), challenge
 
     def _outcome(self, number: str, expiry: str, cvv: str = "") -> CardOutcome:
         """Outcome from ``contracts/test-cards.yaml``: the CVV rule first (a CVV mismatch is answered

@@ -15,7 +15,7 @@ from simulators.common.egypt import GOVERNORATES
 from simulators.common.errors import ApiError
 from simulators.common.money import format_amount
 
-from .models import Session
+from .models import Challenge, Session
 
 TEXTS: dict[str, dict[str, str]] = {
     "ar": {
@@ -56,6 +56,20 @@ TEXTS: dict[str, dict[str, str]] = {
         "expiry_rules": "النتيجة حسب تاريخ الانتهاء (للبطاقات غير المدرجة)",
         "cvv_rules": "النتيجة حسب رمز التحقق (لأي بطاقة)",
         "response_message": "رسالة الاستجابة",
+        "challenge_title": "التحقق الآمن (3-D Secure)",
+        "challenge_intro": "أدخل كلمة المرور لمرة واحدة (OTP) المرسلة من البنك المصدر لبطاقتك",
+        "card": "البطاقة",
+        "otp": "كلمة المرور لمرة واحدة (OTP)",
+        "confirm": "تأكيد",
+        "tries_left": "المحاولات المتبقية",
+        "challenge_expires": "تنتهي مهلة التحقق في",
+        "wrong_otp": "كلمة المرور لمرة واحدة غير صحيحة",
+        "test_otp_note": "رمز OTP للاختبار موجود في صفحة بطاقات الاختبار.",
+        "test_otp": "رمز OTP للاختبار (لبطاقات 3-D Secure المسجلة)",
+        "THREE_DS_CHALLENGE_EXPIRED": ("انتهت مهلة التحقق الآمن وفشلت المحاولة. "
+                                       "يمكنك المحاولة مرة أخرى قبل انتهاء صلاحية جلسة الدفع."),
+        "THREE_DS_NO_CHALLENGE": "لا يوجد تحقق آمن قيد الانتظار لهذه الجلسة.",
+        "try_again": "المحاولة مرة أخرى",
     },
     "en": {
         "title": "Online payment — e-finance gateway",
@@ -95,6 +109,20 @@ TEXTS: dict[str, dict[str, str]] = {
         "expiry_rules": "Outcome by expiry date (unlisted cards)",
         "cvv_rules": "Outcome by CVV (any card)",
         "response_message": "Response message",
+        "challenge_title": "Secure verification (3-D Secure)",
+        "challenge_intro": "Enter the one-time password (OTP) sent by your card's issuing bank",
+        "card": "Card",
+        "otp": "One-time password (OTP)",
+        "confirm": "Confirm",
+        "tries_left": "Tries left",
+        "challenge_expires": "The verification times out at",
+        "wrong_otp": "Wrong one-time password",
+        "test_otp_note": "The test OTP is on the test cards page.",
+        "test_otp": "Test OTP (3-D Secure enrolled cards)",
+        "THREE_DS_CHALLENGE_EXPIRED": ("The secure verification timed out and the attempt failed. "
+                                       "You may try again before the payment session expires."),
+        "THREE_DS_NO_CHALLENGE": "There is no secure verification waiting for this session.",
+        "try_again": "Try again",
     },
 }
 
@@ -134,6 +162,19 @@ def render_payment_page(session: Session, lang: str, *, action: str, catalog: di
     )
 
 
+def render_challenge_page(session: Session, challenge: Challenge | None, lang: str, *, action: str,
+                          wrong: bool = False, expired: ApiError | None = None) -> str:
+    """The 3-D Secure challenge (OTP form) of a pending challenge; with ``expired``, the page that says
+    the challenge timed out, with the way back to the payment page (``action``)."""
+    t = TEXTS[lang]
+    return render_template(
+        "card_gateway/challenge.html", lang=lang, t=t, session=session, challenge=challenge,
+        total=format_amount(session.total), action=action, wrong=wrong,
+        expired_code=expired.code if expired is not None else None,
+        expires_local=cairo(challenge.expires_at).strftime("%Y-%m-%d %H:%M:%S") if challenge else None,
+    )
+
+
 def render_message_page(error: ApiError, lang: str) -> str:
     """A page that says why the session cannot be paid (unknown, expired, already paid)."""
     t = TEXTS[lang]
@@ -141,13 +182,13 @@ def render_message_page(error: ApiError, lang: str) -> str:
                            message=t.get(error.code, error.message))
 
 
-def render_test_cards_page(table: dict[str, Any], lang: str) -> str:
+def render_test_cards_page(table: dict[str, Any], lang: str, otp: str = "") -> str:
     """The published test cards (``contracts/test-cards.yaml``) as a page."""
     t = TEXTS[lang]
     cards = [{"number": str(c["number"]), "scheme": c.get("scheme", ""), "outcome": c.get("outcome", "APPROVED"),
               "reason": c.get("decline_reason") or "", "three_ds": bool(c.get("three_ds")),
               "label": c.get("label_ar" if lang == "ar" else "label_en") or ""}
              for c in table.get("cards", [])]
-    return render_template("card_gateway/test_cards.html", lang=lang, t=t, cards=cards,
+    return render_template("card_gateway/test_cards.html", lang=lang, t=t, cards=cards, otp=otp,
                            expiry_rules=sorted((str(k), str(v)) for k, v in (table.get("expiry_rules") or {}).items()),
                            cvv_rules=sorted((str(k), str(v)) for k, v in (table.get("cvv_rules") or {}).items()))

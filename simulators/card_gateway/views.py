@@ -16,13 +16,19 @@ from simulators.common.component import read_json
 from simulators.common.errors import ApiError
 from simulators.common.signing import verify
 
-from .errors import InvalidCardInput, UnknownMerchant
-from .pages import page_language, render_message_page, render_payment_page, render_test_cards_page
+from .errors import ChallengeExpired, InvalidCardInput, UnknownMerchant
+from .pages import (
+    page_language,
+    render_challenge_page,
+    render_message_page,
+    render_payment_page,
+    render_test_cards_page,
+)
 
 if TYPE_CHECKING:
     from simulators.common.component import Component
 
-    from .models import CardGatewayModel
+    from .models import CardGatewayModel, Session
 
 MERCHANT_HEADER = "X-Merchant-Id"
 
@@ -103,6 +109,20 @@ def make_blueprint(component: Component, model: CardGatewayModel) -> Blueprint:
             return _html(page, exc.status)
         except ApiError as exc:
             return refusal(exc, session_id)
+        challenge = model.pending_challenge(session_id)
+        if challenge is not None:
+            # 3-D Secure enrolled card: the outcome waits for the OTP (challenge page, not a redirect).
+            lang = page_language(request.args.get("lang"), session)
+            return _html(render_challenge_page(session, challenge, lang, action=challenge_url(session_id)), 200)
+        return after_attempt(session)
+
+    def challenge_url(session_id: str) -> str:
+        lang = request.args.get("lang")
+        return url_for("card_gateway.answer_challenge", session_id=session_id,
+                       **({"lang": lang} if lang else {}))
+
+    def after_attempt(session: Session) -> Response:
+        """The browser's way back to the merchant once an attempt is decided (303)."""
         if session.protocol == "efinance":
             # Assumed (FACTS names only the URL): the request and the attempt's outcome in the query.
             target = _with_query(session.return_url, SenderRequestNumber=session.merchant_reference,
@@ -113,11 +133,34 @@ def make_blueprint(component: Component, model: CardGatewayModel) -> Blueprint:
             target = _with_query(session.return_url, session_id=session.session_id, status=session.status)
         return redirect(target, code=303)
 
+    @bp.post("/pay/<session_id>/challenge")
+    def answer_challenge(session_id: str) -> Response:
+        """The 3-D Secure OTP (form: ``otp``, ``challenge_id``); the journal stars the OTP."""
+        request.get_data(cache=True)
+        if "otp" in request.args:
+            raise InvalidCardInput("the OTP must be posted in the form body, never in the URL", field="otp")
+        form = request.form
+        try:
+            result, session, challenge = model.answer_challenge(
+                session_id, form.get("challenge_id", ""), form.get("otp", ""))
+        except ChallengeExpired as exc:
+            session = model.get_session(session_id)
+            lang = page_language(request.args.get("lang"), session)
+            return _html(render_challenge_page(session, None, lang, action=action_url(session_id),
+                                               expired=exc), exc.status)
+        except ApiError as exc:
+            return refusal(exc, session_id)
+        if result == "retry":
+            lang = page_language(request.args.get("lang"), session)
+            return _html(render_challenge_page(session, challenge, lang, action=challenge_url(session_id),
+                                               wrong=True), 422)
+        return after_attempt(session)
+
     @bp.get("/test-cards")
     def test_cards() -> Response:
         """The published test-card table (contracts/test-cards.yaml), Arabic by default, ?lang=en."""
         lang = page_language(request.args.get("lang"))
-        return _html(render_test_cards_page(model.test_cards, lang), 200)
+        return _html(render_test_cards_page(model.test_cards, lang, otp=model.test_otp), 200)
 
     return bp
 

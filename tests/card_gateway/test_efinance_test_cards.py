@@ -14,6 +14,7 @@ from simulators.common.egypt import luhn_valid
 TABLE = load_contract("test-cards.yaml")
 CARDS = TABLE["cards"]
 UNLISTED = "4242424242424242"
+BY_NUMBER = {str(card["number"]): card for card in CARDS}
 
 
 def pay(client, merchant, session_body, n: int, card: str, expiry: str = "12/30", cvv: str = "123"):
@@ -22,6 +23,10 @@ def pay(client, merchant, session_body, n: int, card: str, expiry: str = "12/30"
     session_id = created.get_json()["session_id"]
     answer = client.post(f"/pay/{session_id}", data={"card_number": card, "expiry": expiry, "cvv": cvv,
                                                      "cardholder": "Mona Ali"})
+    if (BY_NUMBER.get(card) or {}).get("three_ds") and answer.status_code == 200:
+        # 3-D Secure enrolled: the challenge page first, answered with the published test OTP.
+        assert 'name="otp"' in answer.get_data(as_text=True)
+        answer = client.post(f"/pay/{session_id}/challenge", data={"otp": "123456"})
     assert answer.status_code == 303, answer.get_data(as_text=True)
     status = parse_qs(urlsplit(answer.headers["Location"]).query)["status"][0]
     return status, merchant.get(session_id).get_json()

@@ -23,6 +23,7 @@ from simulators.common.money import CURRENCY_NUMERIC, format_amount
 
 RESPONSE_CODES_CONTRACT = "efinance-response-codes.yaml"
 ROOT = "PaymentRequestInitiationReq"
+LATEST_EXPIRY = date(2999, 12, 30)
 RESPONSE_ROOT = "PaymentRequestInitiationRes"
 MECHANISM_TYPES = ("Card", "Meeza", "MobileWallet", "Channel", "NotSet")
 MAX_AMOUNT = 10**14 - 1  # piasters: 12 integer digits, as simulators.common.money allows
@@ -129,8 +130,9 @@ def parse_initiation(plaintext: bytes) -> InitiationRequest:
         root = ET.fromstring(text)
     except ET.ParseError as exc:
         raise Rejection("MALFORMED_XML", f"the request is not well-formed XML ({exc})", field="RequestObject") from None
-    if _local(root.tag) != ROOT:
-        raise Rejection("MALFORMED_XML", f"the root element is {_local(root.tag)!r}, not {ROOT}", field="RequestObject")
+    if root.tag != ROOT:  # no namespace either: the published integrations send the bare element
+        raise Rejection("MALFORMED_XML", f"the root element is {str(root.tag)[:80]!r}, not {ROOT}",
+                        field="RequestObject")
 
     sender = _element(root, "Sender", "Sender")
     mechanism = _element(root, "PaymentMechanism", "PaymentMechanism")
@@ -158,9 +160,11 @@ def parse_initiation(plaintext: bytes) -> InitiationRequest:
         if not _DATE.fullmatch(expiry_text):
             raise ValueError
         expiry = date.fromisoformat(expiry_text)
+        if expiry > LATEST_EXPIRY:  # the simulated clock ends in 2999; a date past it cannot be held
+            raise ValueError
     except ValueError:
-        raise Rejection("INVALID_FIELD", "ExpiryDate must be a Y-m-d date such as 2026-12-04",
-                        field="ExpiryDate") from None
+        raise Rejection("INVALID_FIELD", f"ExpiryDate must be a Y-m-d date such as 2026-12-04, "
+                        f"at the latest {LATEST_EXPIRY.isoformat()}", field="ExpiryDate") from None
     urls = {}
     for name in ("PaymentConfirmationUrl", "PaymentConfirmationRedirectUrl"):
         urls[name] = _required(root, name)

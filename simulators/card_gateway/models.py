@@ -461,7 +461,7 @@ class CardGatewayModel:
         session = self.payable_session(session_id)
         with self._lock:
             challenge = session.challenge
-            if challenge is None or challenge.challenge_id != (challenge_id or challenge.challenge_id):
+            if challenge is None or not challenge_id or challenge.challenge_id != challenge_id:
                 raise ChallengeNotPending(f"session {session_id} has no such 3-D Secure challenge",
                                           field="challenge_id")
             expired = challenge.state == TIMED_OUT or (

@@ -6,6 +6,7 @@ through ``POST /_admin/tick`` and the clock moves through ``POST /_admin/clock``
 
 from __future__ import annotations
 
+import re
 import tempfile
 from collections.abc import Iterator
 from typing import Any
@@ -130,9 +131,12 @@ class LiveGateway:
         return response.json()
 
     def pay(self, session_id: str, card_number: str, expiry: str = "12/30", cvv: str = "123") -> requests.Response:
-        return self.http.post(f"{self.url}/pay/{session_id}", allow_redirects=False,
-                              data={"card_number": card_number, "expiry": expiry, "cvv": cvv,
-                                    "cardholder": "Mona Ali"})
+        response = self.http.post(f"{self.url}/pay/{session_id}", allow_redirects=False,
+                                  data={"card_number": card_number, "expiry": expiry, "cvv": cvv,
+                                        "cardholder": "Mona Ali"})
+        found = re.search(r'name="challenge_id" value="([^"]+)"', response.text)
+        self.last_challenge_id = found.group(1) if found else None  # the hidden field a browser posts back
+        return response
 
     def admin(self, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         response = self.http.post(f"{self.url}/_admin/{path}", json=body or {})

@@ -32,7 +32,8 @@ def test_approved_payment_lands_in_the_settlement_batch_of_its_business_date(
     session_id = session_for(gateway, receiver)
 
     gateway.pay(session_id, "5123450000000008")  # 3-D Secure enrolled: answer the challenge
-    http.post(f"{gateway.url}/pay/{session_id}/challenge", data={"otp": "123456"}, allow_redirects=False)
+    http.post(f"{gateway.url}/pay/{session_id}/challenge",
+              data={"otp": "123456", "challenge_id": gateway.last_challenge_id}, allow_redirects=False)
     gateway.admin("tick")
 
     session = gateway.signed_get(f"/api/sessions/{session_id}")

@@ -30,6 +30,7 @@ def open_session(gateway, receiver, **changes):
 
 def answer(gateway, session_id, otp, lang=None, **extra):
     suffix = f"?lang={lang}" if lang else ""
+    extra.setdefault("challenge_id", getattr(gateway, "last_challenge_id", None))  # the page's hidden field
     return gateway.http.post(f"{gateway.url}/pay/{session_id}/challenge{suffix}", allow_redirects=False,
                              data={"otp": otp, **extra})
 
@@ -186,7 +187,8 @@ def test_the_challenge_page_in_arabic_and_english(live_gateway, receiver, lang, 
                                   data={"card_number": ENROLLED, "expiry": "12/30", "cvv": "123"})
     assert page.status_code == 200 and marker in page.text and text in page.text
     assert f'action="/pay/{session_id}/challenge{suffix}"' in page.text
-    wrong = answer(live_gateway, session_id, "000000", lang=lang)
+    challenge_id = re.search(r'name="challenge_id" value="([^"]+)"', page.text).group(1)
+    wrong = answer(live_gateway, session_id, "000000", lang=lang, challenge_id=challenge_id)
     assert marker in wrong.text and ("غير صحيحة" if lang is None else "Wrong one-time password") in wrong.text
 
 
@@ -201,11 +203,13 @@ def test_efinance_session_with_an_enrolled_card(start_bench, portal):  # noqa: F
     srn = srn_of(0x3D5)
     number, session_id = bench.initiate(srn)
 
-    assert bench.pay(session_id, ENROLLED).status_code == 200  # challenge page
+    page = bench.pay(session_id, ENROLLED)
+    assert page.status_code == 200  # challenge page
     bench.admin("tick")
     assert portal.calls == []
-    challenged = bench.http.post(f"{bench.url}/pay/{session_id}/challenge", data={"otp": OTP},
-                                 allow_redirects=False)
+    challenge_id = re.search(r'name="challenge_id" value="([^"]+)"', page.text).group(1)
+    challenged = bench.http.post(f"{bench.url}/pay/{session_id}/challenge",
+                                 data={"otp": OTP, "challenge_id": challenge_id}, allow_redirects=False)
     assert challenged.status_code == 303
     assert parse_qs(urlsplit(challenged.headers["Location"]).query)["IsConfirmed"] == ["true"]
     bench.admin("tick")
@@ -232,3 +236,15 @@ def test_efinance_session_challenge_timeout_sends_a_declined_confirmation(start_
     assert decrypt(form["RequestObject"], key, iv)["IsConfirmed"] == "false"
     assert bench.log(number)["status"] != "PAID"
     assert bench.pay(session_id).status_code == 303  # still payable
+
+
+@pytest.mark.parametrize("challenge_id", [None, ""])
+def test_an_otp_without_its_challenge_id_answers_nothing(live_gateway, receiver, challenge_id):
+    """A stale or forged form must not answer whichever challenge happens to be pending."""
+    session_id = open_session(live_gateway, receiver)
+    assert live_gateway.pay(session_id, ENROLLED).status_code == 200
+    data = {"otp": OTP} if challenge_id is None else {"otp": OTP, "challenge_id": challenge_id}
+    refused = live_gateway.http.post(f"{live_gateway.url}/pay/{session_id}/challenge", data=data,
+                                     allow_redirects=False)
+    assert refused.status_code == 409
+    assert status_of(answer(live_gateway, session_id, OTP)) == "APPROVED"  # the real challenge still stands

@@ -270,6 +270,11 @@ REFUSALS = [
     ("bad expiry format", lambda s: s.fields(srn_of(42), expiry="04/12/2026"), "115", 422),
     ("entity declaration", lambda s: s.fields(srn_of(43), xml='<?xml version="1.0"?><!DOCTYPE a ['
                                                '<!ENTITY x "y">]><PaymentRequestInitiationReq/>'), "113", 400),
+    # found by a breaker: the last date Python holds overflowed one day later (a 500)
+    ("expiry at the end of time", lambda s: s.fields(srn_of(44), expiry="9999-12-31"), "115", 422),
+    ("namespaced root", lambda s: s.fields(srn_of(45), xml='<PaymentRequestInitiationReq xmlns="urn:evil">'
+                                                            '<SenderRequestNumber/></PaymentRequestInitiationReq>'),
+     "113", 400),
 ]
 
 

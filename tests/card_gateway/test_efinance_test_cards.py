@@ -25,8 +25,10 @@ def pay(client, merchant, session_body, n: int, card: str, expiry: str = "12/30"
                                                      "cardholder": "Mona Ali"})
     if (BY_NUMBER.get(card) or {}).get("three_ds") and answer.status_code == 200:
         # 3-D Secure enrolled: the challenge page first, answered with the published test OTP.
-        assert 'name="otp"' in answer.get_data(as_text=True)
-        answer = client.post(f"/pay/{session_id}/challenge", data={"otp": "123456"})
+        page = answer.get_data(as_text=True)
+        assert 'name="otp"' in page
+        challenge_id = re.search(r'name="challenge_id" value="([^"]+)"', page).group(1)
+        answer = client.post(f"/pay/{session_id}/challenge", data={"otp": "123456", "challenge_id": challenge_id})
     assert answer.status_code == 303, answer.get_data(as_text=True)
     status = parse_qs(urlsplit(answer.headers["Location"]).query)["status"][0]
     return status, merchant.get(session_id).get_json()

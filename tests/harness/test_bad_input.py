@@ -5,6 +5,7 @@ amount."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -235,7 +236,9 @@ def test_card_data_never_reaches_a_journal_in_any_encoding(world: dict[str, Any]
     paid = s.post(url, files={"card_number": (None, "5123 4500 0000 0008"), "expiry": (None, "12/30"),
                               "cvv": (None, "654")}, allow_redirects=False)
     assert paid.status_code == 200  # 5123… is 3-D Secure enrolled: the OTP challenge page first
-    paid = s.post(url + "/challenge", files={"otp": (None, "123456")}, allow_redirects=False)
+    challenge_id = re.search(r'name="challenge_id" value="([^"]+)"', paid.text).group(1)
+    paid = s.post(url + "/challenge", files={"otp": (None, "123456"), "challenge_id": (None, challenge_id)},
+                  allow_redirects=False)
     assert paid.status_code == 303
     for party, base in world["urls"].items():
         entries = s.get(base + "/_admin/journal").json()["entries"]

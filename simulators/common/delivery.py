@@ -83,7 +83,7 @@ class Courier:
         self.component = component
         self.backoff = [float(s) for s in backoff]
         self.give_up = give_up
-        self.timeout = timeout
+        self.timeout = float(timeout)
         self.on_delivered = on_delivered
         self.acknowledged: Callable[[OutboundResponse], bool] = acknowledged or (lambda response: response.ok)
         self._deliveries: dict[str, Delivery] = {}

@@ -132,7 +132,7 @@ class KhalesModel:
                                                       "khales.surcharge_threshold", allow_zero=True)
         self.reversal_backoff = tuple(own.get("reversal_retry_seconds") or DEFAULT_REVERSAL_RETRY_SECONDS)
         # The collections feed never gives up: money collected must reach settlement (the last wait repeats).
-        call_seconds = float(own.get("feed_timeout_seconds", 5))
+        call_seconds = own.get("feed_timeout_seconds", 5)  # the courier takes any number of seconds
         self.feed = Courier(component, own.get("feed_retry_seconds") or DEFAULT_FEED_RETRY_SECONDS,
                             give_up=False, timeout=call_seconds)
         self.governorates = {str(code): gov for code, gov in component.settings["catalog"]["governorates"].items()}

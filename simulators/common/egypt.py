@@ -9,7 +9,6 @@ structure and only optionally the community check digit (off by default).
 
 from __future__ import annotations
 
-import random
 import re
 import string
 from datetime import date, timedelta
@@ -157,7 +156,3 @@ def random_citizen(fake: Faker, governorate: str | None = None) -> dict[str, str
         "mobile": fake.egyptian_mobile(),
         "gender": gender,
     }
-
-
-def seeded_random(seed: int | None) -> random.Random:
-    return random.Random(seed)

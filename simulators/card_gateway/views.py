@@ -176,7 +176,9 @@ def _html(body: str, status: int) -> Response:
 
 
 def _with_query(url: str, **params: str) -> str:
-    """``url`` with ``params`` added to whatever query it already carries."""
+    """``url`` with ``params`` set in the query it already carries (replacing names it had: a receiver
+    that reads the first ``status`` must never see a stale ``APPROVED`` before the real ``DECLINED``)."""
     parts = urlsplit(url)
-    query = parse_qsl(parts.query, keep_blank_values=True) + list(params.items())
+    kept = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in params]
+    query = kept + list(params.items())
     return urlunsplit(parts._replace(query=urlencode(query)))

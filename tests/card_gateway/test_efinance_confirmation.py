@@ -300,3 +300,14 @@ def test_the_settlement_line_fits_the_collections_contract(start_bench, receiver
     key, iv = bench.sender.secrets[srn_of(0x5E7)]
     confirmation = decrypt(portal.calls[0]["form"]["RequestObject"][0], key, iv)
     assert (confirmation["AuthorizingMechanism"], confirmation["AuthorizingInstitution"]) == ("Meeza", "Meeza")
+
+
+def test_redirect_parameters_replace_the_urls_own_of_the_same_name() -> None:
+    from urllib.parse import parse_qs, urlsplit
+
+    from simulators.card_gateway.views import _with_query
+
+    url = _with_query("https://portal.example/back?IsConfirmed=true&status=APPROVED&x=1",
+                      IsConfirmed="false", status="DECLINED")
+    query = parse_qs(urlsplit(url).query)
+    assert query == {"x": ["1"], "IsConfirmed": ["false"], "status": ["DECLINED"]}

@@ -81,14 +81,6 @@ def decrypt(request_object: str, key: bytes, iv: bytes) -> dict[str, str]:
 
 # --- fixtures -------------------------------------------------------------------------------------
 @pytest.fixture
-def http() -> Iterator[requests.Session]:
-    session = requests.Session()
-    session.trust_env = False
-    yield session
-    session.close()
-
-
-@pytest.fixture
 def portal() -> Iterator[Portal]:
     fake = Portal()
     fake.server.start()
@@ -139,18 +131,19 @@ class Bench:
 def start_bench(tmp_path: Any, http: requests.Session, portal: Portal) -> Iterator[Any]:
     servers: list[ServerThread] = []
 
-    def start(settlement: str = "http://127.0.0.1:9", **efinance: Any) -> Bench:
+    def start(settlement: str = "http://127.0.0.1:9", bench_class: type[Bench] = Bench,
+              session_ttl: str = "24h", **efinance: Any) -> Bench:
         settings = load_settings(overrides={
             "urls": {"reference": "http://127.0.0.1:9", "settlement": settlement},
             "card_gateway": {"data_dir": str(tmp_path), "webhook_retry_seconds": [60], "webhook_timeout_seconds": 2,
-                             "efinance": efinance,
+                             "session_ttl": session_ttl, "efinance": efinance,
                              "senders": [{"id": "9001", "name": "Tahseel test sender", "password": "tahseel-test",
                                           "governorate_code": "01", "service_codes": ["9001"],
                                           "settlement_accounts": ["9001001", SECOND_ACCOUNT]}]},
         })
         server = ServerThread(create_app(settings)).start()
         servers.append(server)
-        bench = Bench(server.url, http, portal)
+        bench = bench_class(server.url, http, portal)
         bench.admin("clock", {"set": START})
         return bench
 

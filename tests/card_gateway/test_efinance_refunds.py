@@ -11,26 +11,20 @@ describes for ``Sender.Password``) and XML answers are the simulator's documente
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import requests
 
-from simulators.card_gateway.app import create_app
-from simulators.common.config import load_settings
 from simulators.common.contracts import load_contract
-from simulators.common.server import ServerThread
 
 from .test_efinance_confirmation import (  # noqa: F401  (fixtures)
     SECOND_ACCOUNT,
     Bench,
-    Portal,
-    http,
     portal,
     settlement_url,
+    start_bench,
 )
-from .test_efinance_initiation import START, srn_of
+from .test_efinance_initiation import srn_of
 
 STATUS_PATH = "/CardPaymentRequestIntiation/StatusInquiry"
 REFUND_PATH = "/CardPaymentRequestIntiation/Refund"
@@ -60,27 +54,12 @@ class Portal2(Bench):
 
 
 @pytest.fixture
-def bench_of(tmp_path: Any, http: requests.Session, portal: Portal) -> Iterator[Any]:  # noqa: F811
-    servers: list[ServerThread] = []
-
+def bench_of(start_bench: Any) -> Any:  # noqa: F811 - the imported fixture
+    """``start_bench`` of the confirmation tests, with the sender's server-to-server calls."""
     def start(settlement: str = "http://127.0.0.1:9", session_ttl: str = "24h", **efinance: Any) -> Portal2:
-        settings = load_settings(overrides={
-            "urls": {"reference": "http://127.0.0.1:9", "settlement": settlement},
-            "card_gateway": {"data_dir": str(tmp_path), "webhook_retry_seconds": [60], "webhook_timeout_seconds": 2,
-                             "session_ttl": session_ttl, "efinance": efinance,
-                             "senders": [{"id": "9001", "name": "Tahseel test sender", "password": "tahseel-test",
-                                          "governorate_code": "01", "service_codes": ["9001"],
-                                          "settlement_accounts": ["9001001", SECOND_ACCOUNT]}]},
-        })
-        server = ServerThread(create_app(settings)).start()
-        servers.append(server)
-        bench = Portal2(server.url, http, portal)
-        bench.admin("clock", {"set": START})
-        return bench
+        return start_bench(settlement, bench_class=Portal2, session_ttl=session_ttl, **efinance)
 
-    yield start
-    for server in servers:
-        server.stop()
+    return start
 
 
 def paid_request(bench: Portal2, n: int, amounts: tuple[str, ...] = ("100.00", "50.50")) -> tuple[str, str, str]:

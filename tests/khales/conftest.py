@@ -33,19 +33,9 @@ BIG_BILL = "100000000058"     # above the surcharge threshold
 
 
 @dataclass
-class FakeBiller:
-    """The collection service as Khales sees it: bills by reference, and what it was sent."""
+class RunningFake:
+    """A fake party running on a loopback server: its URL and its component."""
 
-    bills: dict[str, dict[str, Any]] = field(default_factory=dict)
-    inquiries: list[dict[str, Any]] = field(default_factory=list)
-    payments: list[dict[str, Any]] = field(default_factory=list)
-    reversals: list[dict[str, Any]] = field(default_factory=list)
-    accepted: dict[str, tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=dict)
-    # Payments whose answer is held back (the work is done first) until ``release`` is set or a
-    # few seconds pass: the caller, with a shorter timeout, sees a real timeout.
-    hold_payment_answers: int = 0
-    release: threading.Event = field(default_factory=threading.Event)
-    lock: threading.Lock = field(default_factory=threading.Lock)
     server: ServerThread | None = None
 
     @property
@@ -60,19 +50,24 @@ class FakeBiller:
 
 
 @dataclass
-class FakeSettlement:
+class FakeBiller(RunningFake):
+    """The collection service as Khales sees it: bills by reference, and what it was sent."""
+
+    bills: dict[str, dict[str, Any]] = field(default_factory=dict)
+    inquiries: list[dict[str, Any]] = field(default_factory=list)
+    payments: list[dict[str, Any]] = field(default_factory=list)
+    reversals: list[dict[str, Any]] = field(default_factory=list)
+    accepted: dict[str, tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=dict)
+    # Payments whose answer is held back (the work is done first) until ``release`` is set or a
+    # few seconds pass: the caller, with a shorter timeout, sees a real timeout.
+    hold_payment_answers: int = 0
+    release: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+@dataclass
+class FakeSettlement(RunningFake):
     collections: list[dict[str, Any]] = field(default_factory=list)
-    server: ServerThread | None = None
-
-    @property
-    def url(self) -> str:
-        assert self.server is not None
-        return self.server.url
-
-    @property
-    def component(self) -> Component:
-        assert self.server is not None
-        return self.server.app.extensions["tahseel"]
 
 
 def _error(status: int, code: str, message: str, field_name: str | None = None) -> tuple[Any, int]:

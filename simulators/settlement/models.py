@@ -17,10 +17,11 @@ from datetime import date, datetime, time
 from typing import TYPE_CHECKING, Any
 
 from simulators.common.calendar import cairo_datetime, parse_hhmm
-from simulators.common.clock import iso
+from simulators.common.clock import cairo, iso
 from simulators.common.delivery import Courier, Delivery
+from simulators.common.errors import ValidationFailed
 from simulators.common.money import format_amount, parse_amount, parse_currency
-from simulators.common.wire import parse_instant_field
+from simulators.common.wire import parse_date, parse_instant_field
 
 from .errors import (
     AlreadyReversed,
@@ -38,7 +39,7 @@ OPEN, CREDITED = "OPEN", "CREDITED"
 DEFAULT_RETRY_SECONDS = (60, 300, 900, 3600, 10800, 21600, 43200)
 FILE_COLUMNS = ("batch_id", "governorate_code", "business_date", "value_date", "collection_id", "channel",
                 "bill_reference", "service_code", "transaction_number", "amount", "collection_fee",
-                "collected_at")
+                "collected_at", "settlement_account_code")
 
 
 @dataclass
@@ -62,6 +63,7 @@ class Line:
     batch_id: str
     reversed_by: list[str] = field(default_factory=list)  # partial refunds may reverse a line in parts
     reversed_amount: int = 0  # piasters reversed so far, never above ``amount``
+    settlement_account_code: str | None = None  # e-finance: the SettlementAmounts line's account
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -78,6 +80,8 @@ class Line:
         }
         if self.reverses:
             data["reverses"] = self.reverses
+        if self.settlement_account_code:
+            data["settlement_account_code"] = self.settlement_account_code
         return data
 
 
@@ -132,6 +136,7 @@ class Batch:
             "credited_at": iso(self.credited_at) if self.credited_at else None,
             "statement_entry_id": self.statement_entry_id,
             "notice": self.notice.to_dict() if self.notice else None,
+            "by_settlement_account": _by_account(self.lines),
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -204,8 +209,8 @@ class SettlementModel:
                         field="collection_id")
                 return dict(known[1]), False
             if is_reversal:
-                self._check_reversal(body["reverses"], gov, amount)
-            business_date = self.component.calendar.business_date(collected_at, self._cutoff())
+                self._check_reversal(body["reverses"], gov, amount, body.get("settlement_account_code"))
+            business_date = self._business_date(collected_at, body.get("reconciliation_date"))
             batch = self._batch_for(gov, business_date, iban)
             sign = -1 if is_reversal else 1
             line = Line(
@@ -215,6 +220,7 @@ class SettlementModel:
                 currency=body["currency"], collected_at=collected_at,
                 transaction_number=body["transaction_number"], reverses=body.get("reverses"),
                 business_date=business_date, batch_id=batch.batch_id,
+                settlement_account_code=body.get("settlement_account_code"),
             )
             batch.lines.append(line)
             self._lines[collection_id] = line
@@ -227,7 +233,25 @@ class SettlementModel:
             self._answers[collection_id] = (fingerprint, answer)
             return dict(answer), True
 
-    def _check_reversal(self, reverses: str, governorate_code: str, amount: int) -> None:
+    def _business_date(self, collected_at: datetime, reconciliation_date: str | None) -> date:
+        """The batch's business date: the sender's ``reconciliation_date`` when it gives one (e-finance
+        decides the ReconciliationDate of an approval and settles by it), else the Cairo business
+        date of ``collected_at`` under ``settlement.cutoff``. A given date must be a business day on
+        or after the collection's Cairo calendar date: anything else is refused, not moved."""
+        if reconciliation_date is None:
+            return self.component.calendar.business_date(collected_at, self._cutoff())
+        day = parse_date(reconciliation_date, "reconciliation_date", ValidationFailed)
+        calendar = self.component.calendar
+        if not calendar.is_business_day(day):
+            raise ValidationFailed(f"reconciliation_date {day.isoformat()} is not an Egyptian business day",
+                                   field="reconciliation_date")
+        if day < cairo(collected_at).date():
+            raise ValidationFailed(f"reconciliation_date {day.isoformat()} is before the collection's date "
+                                   f"{cairo(collected_at).date().isoformat()}", field="reconciliation_date")
+        return day
+
+    def _check_reversal(self, reverses: str, governorate_code: str, amount: int,
+                        account: str | None = None) -> None:
         original = self._lines.get(reverses)
         if original is None or original.type != "payment":
             raise UnknownCollection(f"no payment {reverses} to reverse", field="reverses")
@@ -238,6 +262,10 @@ class SettlementModel:
         if original.governorate_code != governorate_code:
             raise ReversalMismatch(f"payment {reverses} belongs to governorate {original.governorate_code}",
                                    field="governorate_code")
+        if account != original.settlement_account_code:
+            raise ReversalMismatch(f"payment {reverses} went to settlement account "
+                                   f"{original.settlement_account_code or '(none)'}, not {account or '(none)'}",
+                                   field="settlement_account_code")
         if amount > left:
             raise ReversalMismatch(f"the reversal exceeds what is left of the payment ({format_amount(left)} of "
                                    f"{format_amount(original.amount)})", field="amount")
@@ -312,6 +340,7 @@ class SettlementModel:
                         "amount": format_amount(line.amount),
                         "collection_fee": format_amount(line.collection_fee),
                         "collected_at": iso(line.collected_at),
+                        "settlement_account_code": line.settlement_account_code or "",
                     })
         return rows
 
@@ -341,6 +370,7 @@ class SettlementModel:
                 "by_governorate": governorates,
                 "by_channel": totals("channel"),
                 "by_service": totals("service_code"),
+                "by_settlement_account": _by_account(lines),
             }
 
     def statement(self, governorate_code: str | None = None) -> list[dict[str, Any]]:
@@ -410,3 +440,13 @@ class SettlementModel:
 def _totals(lines: list[Line]) -> dict[str, Any]:
     return {"count": len(lines), "amount": format_amount(sum(x.amount for x in lines)),
             "collection_fees": format_amount(sum(x.collection_fee for x in lines))}
+
+
+def _by_account(lines: list[Line]) -> list[dict[str, Any]]:
+    """Totals per e-finance settlement account (a request's money is split over several; lines
+    without an account, Khales' and the JSON card API's, are left out)."""
+    groups: dict[str, list[Line]] = {}
+    for line in lines:
+        if line.settlement_account_code:
+            groups.setdefault(line.settlement_account_code, []).append(line)
+    return [{"settlement_account_code": code, **_totals(group)} for code, group in sorted(groups.items())]

@@ -8,7 +8,7 @@ import io
 from simulators.common.signing import verify
 
 HEADER = ("batch_id,governorate_code,business_date,value_date,collection_id,channel,bill_reference,"
-          "service_code,transaction_number,amount,collection_fee,collected_at")
+          "service_code,transaction_number,amount,collection_fee,collected_at,settlement_account_code")
 
 
 def feed_a_day(feed, collection):
@@ -43,7 +43,8 @@ def test_csv_file_has_the_header_and_one_signed_row_per_line(feed, client, app, 
         "batch_id": "B-01-20261203", "governorate_code": "01", "business_date": "2026-12-03",
         "value_date": "2026-12-07", "collection_id": "card:TX000000000002", "channel": "cash",
         "bill_reference": "100200300402", "service_code": "TUC", "transaction_number": "TX000000000002",
-        "amount": "49.50", "collection_fee": "0.50", "collected_at": "2026-12-03T09:00:00.000Z"}
+        "amount": "49.50", "collection_fee": "0.50", "collected_at": "2026-12-03T09:00:00.000Z",
+        "settlement_account_code": ""}
 
 
 def test_bom_variant_is_the_same_file_behind_a_utf8_byte_order_mark(feed, client, collection):

@@ -1,16 +1,20 @@
 """Step actions: each does one thing against the parties and returns an :class:`Observation`.
 
 Actions know the parties' public interfaces (the contracts), never their code. The card payment
-goes through the gateway's hosted page the way a browser would (GET the page, POST the form, read
-the redirect), without a browser.
+goes the way a browser would, without a browser: the collection service opens an e-finance payment
+request, the "browser" posts its sealed fields to the gateway's initiation page (what the portal's
+auto-post page does), fills the hosted card form, answers the 3-D Secure challenge if one comes, and
+reads the redirect back.
 """
 
 from __future__ import annotations
 
+import html as html_text
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urljoin, urlsplit
 
 from simulators.common.clock import CAIRO
 from simulators.common.http import encode_json
@@ -75,31 +79,94 @@ def get_order(run: ScenarioRun, args: dict[str, Any]) -> Observation:
     return _get(run, "reference", f"/api/orders/{reference}")
 
 
-def pay_card(run: ScenarioRun, args: dict[str, Any]) -> Observation:
+_FORM_TAG = re.compile(r"<form\b[^>]*>", re.IGNORECASE)
+_ATTRIBUTE = re.compile(r'([a-zA-Z_-]+)\s*=\s*"([^"]*)"')
+TEST_OTP = "123456"  # card_gateway.three_ds.otp, published on the gateway's /test-cards page
+
+
+def _forms(page: str) -> list[dict[str, str]]:
+    """The attributes of every ``<form>`` tag of a page (unescaped)."""
+    return [{k.lower(): html_text.unescape(v) for k, v in _ATTRIBUTE.findall(tag)} for tag in _FORM_TAG.findall(page)]
+
+
+def _form_action(page: str, form_id: str, path_part: str) -> str | None:
+    forms = _forms(page)
+    chosen = next((f for f in forms if f.get("id") == form_id), None)
+    chosen = chosen or next((f for f in forms if path_part in f.get("action", "")), None)
+    return chosen.get("action") if chosen else None
+
+
+def open_card(run: ScenarioRun, args: dict[str, Any]) -> Observation:
+    """Open a card payment and land on the gateway's hosted page, without paying (so a scenario can
+    scope a fault to ``${card.payment_request_number}`` first). Mechanism Channel has no page: the
+    collection service's answer (with ``payment_request_number``) is the result."""
     reference = args.get("bill_reference") or run.var("order.bill_reference")
-    started = _post(run, "reference", f"/api/orders/{reference}/card-payments", {})
-    if started.status != 201 or not isinstance(started.json, dict) or "payment_url" not in started.json:
+    body = {key: args[key] for key in ("language", "mechanism") if args.get(key)}
+    started = _post(run, "reference", f"/api/orders/{reference}/card-payments", body)
+    if started.status != 201 or not isinstance(started.json, dict) or "initiation" not in started.json:
         return started
-    url = started.json["payment_url"]
-    page = run.parties.session.get(url, timeout=run.parties.timeout)
+    if started.json.get("mechanism") == "Channel":
+        return started
+    initiation = started.json["initiation"]
+    page = run.parties.session.post(initiation["url"], data=initiation["fields"], timeout=run.parties.timeout)
+    request = {"method": "POST", "url": initiation["url"], "form": sorted(initiation["fields"])}
     if page.status_code != 200:
-        return _observe(page, {"method": "GET", "url": url})
+        return _observe(page, request)
+    action = _form_action(page.text, "card-form", "/pay/")
+    if action is None:
+        return Observation(status=page.status_code, text=page.text[:4000], request=request,
+                           json={"error": "the gateway's page has no card form"})
+    hosted = urljoin(initiation["url"], action)
+    session_id = urlsplit(hosted).path.rstrip("/").rsplit("/", 1)[-1]
+    result = {
+        "bill_reference": reference, "sender_request_number": started.json["sender_request_number"],
+        "payment_request_number": page.headers.get("X-Payment-Request-Number"), "session_id": session_id,
+        "payment_url": started.json["payment_url"], "hosted_page_url": hosted, "status": "OPEN",
+        "mechanism": started.json.get("mechanism"),
+    }
+    return Observation(status=page.status_code, json=result, text=page.text[:2000], request=request)
+
+
+def pay_card(run: ScenarioRun, args: dict[str, Any]) -> Observation:
+    """Pay by card like a browser; ``opened: card`` continues a payment ``open_card`` left on the page."""
+    opened = args.get("opened")
+    if opened is not None:
+        card = run.var(opened) if isinstance(opened, str) else opened
+        if not isinstance(card, dict) or not card.get("hosted_page_url"):
+            raise ScenarioError("pay_card.opened: name the result of an open_card step (e.g. opened: card)")
+        card = dict(card)
+    else:
+        landed = open_card(run, {key: args[key] for key in ("bill_reference", "language", "mechanism") if key in args})
+        if not isinstance(landed.json, dict) or not landed.json.get("hosted_page_url"):
+            return landed
+        card = dict(landed.json)
+    url = card["hosted_page_url"]
     form = {"card_number": args.get("card", "4111111111111111"), "expiry": args.get("expiry", "12/30"),
             "cvv": args.get("cvv", "123"), "cardholder": args.get("cardholder", "Citizen")}
+    masked = dict(form, card_number=form["card_number"][:6] + "******" + form["card_number"][-4:], cvv="***")
+    request: dict[str, Any] = {"method": "POST", "url": url, "form": masked}
     submitted = run.parties.session.post(url, data=form, allow_redirects=False, timeout=run.parties.timeout)
+    challenge = re.search(r'name="challenge_id" value="([^"]+)"', submitted.text) \
+        if submitted.status_code == 200 else None
+    otp = args.get("otp", TEST_OTP)
+    if challenge is not None and otp not in (None, False):
+        action = _form_action(submitted.text, "challenge", "/challenge")
+        challenge_url = urljoin(url, action) if action else url.split("?", 1)[0] + "/challenge"
+        request["challenge"] = {"url": challenge_url, "otp": "***"}
+        submitted = run.parties.session.post(challenge_url, data={"otp": str(otp), "challenge_id": challenge.group(1)},
+                                             allow_redirects=False, timeout=run.parties.timeout)
+        challenge = None
     location = submitted.headers.get("Location", "")
     query = parse_qs(urlsplit(location).query)
-    result = {
-        "bill_reference": reference,
-        "session_id": started.json.get("session_id"),
-        "payment_url": url,
-        "redirect_status": submitted.status_code,
-        "location": location,
-        "status": (query.get("status") or [None])[0],
-    }
-    masked = dict(form, card_number=form["card_number"][:6] + "******" + form["card_number"][-4:], cvv="***")
-    return Observation(status=submitted.status_code, json=result, text=submitted.text[:2000],
-                       request={"method": "POST", "url": url, "form": masked})
+    status = (query.get("status") or [None])[0]
+    if challenge is not None:
+        status = "CHALLENGE"
+    confirmed = (query.get("IsConfirmed") or [None])[0]
+    card.update(redirect_status=submitted.status_code, location=location, status=status,
+                is_confirmed=None if confirmed is None else confirmed == "true",
+                payment_request_number=card.get("payment_request_number")
+                or (query.get("PaymentRequestNumber") or [None])[0])
+    return Observation(status=submitted.status_code, json=card, text=submitted.text[:2000], request=request)
 
 
 def pay_cash(run: ScenarioRun, args: dict[str, Any]) -> Observation:
@@ -178,11 +245,12 @@ def http(run: ScenarioRun, args: dict[str, Any]) -> Observation:
 
 
 ACTIONS: dict[str, Callable[[ScenarioRun, Any], Observation]] = {
-    "service_request": service_request, "order": order, "get_order": get_order, "pay_card": pay_card,
+    "service_request": service_request, "order": order, "get_order": get_order, "open_card": open_card,
+    "pay_card": pay_card,
     "pay_cash": pay_cash, "advance": advance, "advance_to": advance_to, "fault": fault,
     "clear_faults": clear_faults, "journal": journal, "report": report, "http": http,
 }
 DEFAULT_NAMES = {"service_request": "request", "order": "order", "get_order": "order",
-                 "pay_card": "card_payment", "pay_cash": "cash_payment", "fault": "fault",
+                 "open_card": "card", "pay_card": "card_payment", "pay_cash": "cash_payment", "fault": "fault",
                  "journal": "journal", "report": "report", "http": "response"}
-MUST_SUCCEED = {"service_request", "order", "pay_cash", "fault", "get_order", "report"}
+MUST_SUCCEED = {"service_request", "order", "open_card", "pay_cash", "fault", "get_order", "report"}

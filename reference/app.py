@@ -15,12 +15,13 @@ from flask import Flask
 from simulators.common.component import Component
 from simulators.common.config import load_settings
 
+from .card_payments import CardPayments
 from .ledger import Ledger
 from .outbox import Outbox
 from .reconciliation import Reconciliation
 from .reports import Reports
 from .store import Store
-from .upstream import Upstreams
+from .upstream import EfinanceClient, Upstreams
 from .views import make_blueprint
 
 
@@ -34,13 +35,14 @@ def create_app(settings: dict[str, Any] | None = None) -> Flask:
     outbox = Outbox(component, store)
     reconciliation = Reconciliation(component, store)
     ledger = Ledger(component, store, outbox, reconciliation, Upstreams(component))
+    cards = CardPayments(component, store, ledger, EfinanceClient(component))
     reports = Reports(component, store, reconciliation)
     component.scheduler.add_poller(outbox)
     component.scheduler.add_poller(reconciliation)
     component.on_reset(store.wipe)
     component.on_stop(store.close)
-    app.register_blueprint(make_blueprint(component, store, ledger, outbox, reconciliation, reports))
+    app.register_blueprint(make_blueprint(component, store, ledger, cards, outbox, reconciliation, reports))
     component.install(app)
-    app.extensions["reference"] = {"store": store, "ledger": ledger, "outbox": outbox,
+    app.extensions["reference"] = {"store": store, "ledger": ledger, "cards": cards, "outbox": outbox,
                                    "reconciliation": reconciliation}
     return app

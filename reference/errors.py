@@ -21,12 +21,6 @@ class UnknownBill(NotFound):
     code = "UNKNOWN_BILL"
 
 
-class UnknownSession(NotFound):
-    """Raised when a card webhook names a session this service never opened."""
-
-    code = "UNKNOWN_SESSION"
-
-
 class AlreadyPaid(Conflict):
     """Raised when a payment is asked for an order (or a service request) that is already paid."""
 
@@ -51,10 +45,22 @@ class TransactionReversed(Conflict):
     code = "TRANSACTION_REVERSED"
 
 
-class PaymentNotConfirmed(Conflict):
-    """Raised when the card gateway, asked directly, does not confirm what an APPROVED webhook says."""
+class BillRefunded(Conflict):
+    """Raised when a payment is asked for an order whose card payment was refunded (a closed order)."""
 
-    code = "NOT_CONFIRMED_BY_GATEWAY"
+    code = "BILL_REFUNDED"
+
+
+class CardPaymentsUnavailable(Conflict):
+    """Raised when the order's governorate has no e-finance sender configured (``reference.efinance.senders``)."""
+
+    code = "CARD_PAYMENTS_UNAVAILABLE"
+
+
+class UnknownCardPayment(NotFound):
+    """Raised when a SenderRequestNumber (in a path or a query) is not a card payment this service opened."""
+
+    code = "UNKNOWN_CARD_PAYMENT"
 
 
 class AmountMismatch(ApiError):
@@ -82,3 +88,33 @@ class UpstreamRejected(ApiError):
 
     code = "UPSTREAM_REJECTED"
     status = 502
+
+
+# The e-finance silent call's answers (reference/README.md, "Silent call"): the gateway reads only
+# the Response_Code header, 000 = processed. Every other code is ours (e-finance publishes none).
+SILENT_CALL_CODES: dict[str, tuple[str, int]] = {
+    "UNKNOWN_SENDER": ("101", 403),
+    "UNKNOWN_REQUEST": ("104", 404),
+    "BAD_SIGNATURE": ("110", 401),
+    "UNDECRYPTABLE": ("112", 400),
+    "MALFORMED_XML": ("113", 400),
+    "MISSING_FIELD": ("114", 400),
+    "INVALID_FIELD": ("115", 422),
+    "REQUEST_MISMATCH": ("116", 409),
+    "AMOUNT_MISMATCH": ("122", 422),
+    "NOT_CONFIRMED_BY_GATEWAY": ("150", 409),
+    "STATUS_UNAVAILABLE": ("190", 503),
+}
+PROCESSED = "000"
+
+
+class SilentCallRefused(ApiError):
+    """Raised when an e-finance silent call is not processed; nothing changed, the gateway retries.
+
+    ``response_code`` goes in the answer's ``Response_Code`` header (never ``000``).
+    """
+
+    def __init__(self, name: str, message: str, *, field: str | None = None) -> None:
+        response_code, status = SILENT_CALL_CODES[name]
+        super().__init__(message, field=field, code=name, status=status)
+        self.response_code = response_code

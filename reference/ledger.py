@@ -1,7 +1,8 @@
 """Orders and payments: the business rules of the collection service, with no HTTP framework in sight.
 
-What it owns: payment orders (a bill reference per service request), card payment attempts, and
-payments from both channels. Rules it keeps:
+What it owns: payment orders (a bill reference per service request) and payments from both
+channels; the e-finance card flow lives in :mod:`reference.card_payments` and credits through
+:meth:`Ledger.capture`. Rules it keeps:
 
 - one open order per service request (P6: the amount comes from citizen services in real time);
 - a payment is credited exactly once per channel transaction (UNIQUE(channel, external_id));
@@ -15,12 +16,12 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 from simulators.common.clock import iso, parse_duration
 from simulators.common.egypt import luhn_check_digit
-from simulators.common.errors import ApiError, Conflict, ValidationFailed
+from simulators.common.errors import Conflict
 from simulators.common.money import CURRENCY, format_amount, parse_amount
 from simulators.common.wire import parse_instant_field
 
@@ -28,13 +29,11 @@ from .errors import (
     AlreadyPaid,
     AmountMismatch,
     BillExpired,
-    PaymentNotConfirmed,
+    BillRefunded,
     RequestNotPayable,
     TransactionReversed,
     UnknownBill,
-    UnknownSession,
     UpstreamRejected,
-    UpstreamUnavailable,
 )
 from .reconciliation import body_hash
 
@@ -142,7 +141,14 @@ class Ledger:
             "payer_name": order["payer_name"], "fee_lines": order["fee_lines"],
             "expires_at": order["expires_at"], "created_at": order["created_at"], "paid_at": order["paid_at"],
             "payments": [self.payment_view(p) for p in payments],
+            "card_attempts": [self.attempt_view(a) for a in self.store.card_attempts_of(order["bill_reference"])],
         }
+
+    @staticmethod
+    def attempt_view(attempt: dict[str, Any]) -> dict[str, Any]:
+        """A card attempt as the order shows it (never its key, IV or sealed fields)."""
+        return {key: attempt[key] for key in ("sender_request_number", "payment_request_number", "status",
+                                              "mechanism", "created_at", "updated_at")}
 
     def payment_view(self, payment: dict[str, Any]) -> dict[str, Any]:
         view = {
@@ -150,17 +156,26 @@ class Ledger:
             "amount": format_amount(payment["amount"]), "status": payment["status"],
             "external_id": payment["external_id"], "paid_at": payment["paid_at"],
             "business_date": payment["business_date"],
-            "confirmation": self.outbox.confirmation_state(payment["payment_id"], bool(payment["excess"])),
+            # an excess payment is refunded, not confirmed; one refunded before we heard of it neither
+            "confirmation": self.outbox.confirmation_state(payment["payment_id"],
+                                                           bool(payment["excess"]) or payment["status"] == "REFUNDED"),
             "excess": bool(payment["excess"]),
         }
         if payment["excess"]:
             view["excess_reason"] = payment["excess_reason"]
-        for name in ("receipt_number", "outlet_id", "card_bin", "card_last4", "reversed_at"):
+        for name in ("receipt_number", "outlet_id", "auth_code", "sender_request_number", "payment_request_number",
+                     "mechanism", "institution", "reconciliation_date", "reversed_at"):
             if payment[name]:
                 view[name] = payment[name]
+        if payment["refunded_amount"]:
+            view["refunded_amount"] = format_amount(payment["refunded_amount"])
+            view["refunds"] = [{"refund_number": r["refund_number"], "amount": format_amount(r["amount"]),
+                                "refunded_at": r["refunded_at"], "business_date": r["business_date"]}
+                               for r in self.store.refunds_of(payment["payment_id"])]
         return view
 
-    def _payable(self, order: dict[str, Any]) -> None:
+    def payable(self, order: dict[str, Any]) -> None:
+        """Raise the 409 that says why ``order`` cannot be paid now (paid, expired, cancelled, refunded)."""
         status = self.status_of(order)
         if status == "PAID":
             raise AlreadyPaid(f"bill {order['bill_reference']} is already paid", field="bill_reference")
@@ -170,27 +185,43 @@ class Ledger:
         if status == "CANCELLED":
             raise Conflict(f"bill {order['bill_reference']} is cancelled", field="bill_reference",
                            code="BILL_CANCELLED")
+        if status == "REFUNDED":
+            raise BillRefunded(f"bill {order['bill_reference']} was paid and refunded; open a new order",
+                               field="bill_reference")
 
     # --- crediting (inside a transaction) -----------------------------------------------------
-    def _capture(self, order: dict[str, Any], *, channel: str, external_id: str, amount: int,
-                 paid_at: datetime, **extra: Any) -> dict[str, Any] | None:
-        """Credit one channel transaction; ``None`` when it was already credited."""
+    def capture(self, order: dict[str, Any], *, channel: str, external_id: str, amount: int,
+                paid_at: datetime, business_date: date | None = None, refunded: bool = False,
+                **extra: Any) -> dict[str, Any] | None:
+        """Credit one channel transaction; ``None`` when it was already credited. Call it inside a
+        transaction with a fresh ``order``.
+
+        ``refunded``: the money came in and went back before we heard of it (an e-finance refund
+        notice ahead of its payment notice): the payment is recorded REFUNDED at once, with no
+        confirmation to citizen services and no claim on the order.
+        """
         now = self.now
-        business_date = self.reconciliation.business_date(paid_at)
+        business_date = business_date or self.reconciliation.business_date(paid_at)
+        status = self.status_of(order)  # past expires_at counts as expired even before anyone marked it
         excess_reason = None
-        if order["status"] == "PAID":
+        if status == "PAID":
             excess_reason = "the order was already paid by another payment: refund due"
-        elif order["status"] in ("EXPIRED", "CANCELLED"):
-            excess_reason = f"the order is {order['status'].lower()}: refund due"
+        elif status in ("EXPIRED", "CANCELLED", "REFUNDED"):
+            excess_reason = f"the order is {status.lower()}: refund due"
+        if refunded:
+            excess_reason = None  # nothing is owed back: it went back already
         payment = dict(extra, payment_id=new_id("PAY"), bill_reference=order["bill_reference"], channel=channel,
-                       external_id=external_id, amount=amount, status="CAPTURED",
+                       external_id=external_id, amount=amount, status="REFUNDED" if refunded else "CAPTURED",
                        excess=1 if excess_reason else 0, excess_reason=excess_reason,
                        governorate_code=order["governorate_code"], service_code=order["service_code"],
                        paid_at=iso(paid_at), business_date=business_date.isoformat(), received_at=iso(now))
         if not self.store.insert_payment(payment):
             return None
         self.reconciliation.ensure_day(order["governorate_code"], business_date)
-        if excess_reason:
+        if refunded:
+            if status == "UNPAID":
+                self.store.set_order_status(order["bill_reference"], "REFUNDED", None)
+        elif excess_reason:
             self.store.open_exception({
                 "exception_key": f"EXCESS_PAYMENT:{payment['payment_id']}", "kind": "EXCESS_PAYMENT",
                 "governorate_code": order["governorate_code"], "business_date": business_date.isoformat(),
@@ -202,7 +233,11 @@ class Ledger:
             self.outbox.enqueue_confirmation(payment, order, now)
         return payment
 
-    def _after_reversal(self, payment: dict[str, Any], order: dict[str, Any], reason: str) -> None:
+    def after_reversal(self, payment: dict[str, Any], order: dict[str, Any], reason: str,
+                       closed_status: str = "UNPAID") -> None:
+        """A payment was undone (Khales reversal, or a whole card refund): drop or cancel its
+        confirmation, and let another payment held for the order pay it; with none the order becomes
+        ``closed_status`` (UNPAID after a reversal: never paid; REFUNDED after a refund: closed)."""
         now = self.now
         if payment["excess"]:
             self.store.resolve_exception(f"EXCESS_PAYMENT:{payment['payment_id']}", iso(now),
@@ -212,7 +247,7 @@ class Ledger:
         others = [p for p in self.store.payments_of(order["bill_reference"])
                   if p["status"] == "CAPTURED" and p["payment_id"] != payment["payment_id"]]
         if not others:
-            self.store.set_order_status(order["bill_reference"], "UNPAID", None)
+            self.store.set_order_status(order["bill_reference"], closed_status, None)
             return
         # Another payment already holds the money for this order: it now pays it instead of a refund.
         promoted = others[0]
@@ -222,136 +257,13 @@ class Ledger:
         self.store.set_order_status(order["bill_reference"], "PAID", promoted["paid_at"])
         self.outbox.enqueue_confirmation(promoted, order, now)
 
-    # --- card ---------------------------------------------------------------------------------
-    def open_card_payment(self, bill_reference: str, body: dict[str, Any]) -> dict[str, Any]:
-        order = self.find_order(bill_reference)
-        self._payable(order)
-        now = self.now
-        merchant_request_id = new_id("MR")
-        return_url = body.get("return_url") or f"{self.component.url_of('reference')}/payments/return"
-        with self.store.transaction():
-            self.store.insert_card_attempt({"merchant_request_id": merchant_request_id,
-                                            "bill_reference": bill_reference, "return_url": return_url,
-                                            "language": body.get("language"), "created_at": iso(now)})
-        request = {
-            "merchant_request_id": merchant_request_id, "merchant_reference": bill_reference,
-            "amount": format_amount(order["amount"]), "currency": CURRENCY,
-            "description": f"{order['service_code']} {order['request_number']}"[:200],
-            "return_url": return_url,
-            "webhook_url": f"{self.component.url_of('reference')}/webhooks/card-gateway",
-            "governorate_code": order["governorate_code"], "service_code": order["service_code"],
-            "expires_at": order["expires_at"],  # the card session must not outlive the bill
-            "fee_lines": [{"code": line["code"], "name_ar": line["name_ar"], "name_en": line["name_en"],
-                           "amount": line["amount"], "settlement_account": line["settlement_account"]}
-                          for line in order["fee_lines"]],
-        }
-        if body.get("language"):
-            request["language"] = body["language"]
-        try:
-            session = self.upstreams.open_session(request)
-        except (UpstreamUnavailable, UpstreamRejected):
-            with self.store.transaction():
-                self.store.update_card_attempt(merchant_request_id, iso(self.now), status="FAILED")
-            raise
-        with self.store.transaction():
-            self.store.update_card_attempt(merchant_request_id, iso(self.now), status="OPEN",
-                                           session_id=str(session["session_id"]),
-                                           payment_url=str(session["payment_url"]))
-        return {"bill_reference": bill_reference, "session_id": session["session_id"],
-                "payment_url": session["payment_url"], "merchant_request_id": merchant_request_id,
-                "amount": format_amount(order["amount"]), "currency": CURRENCY,
-                "expires_at": session.get("expires_at")}
-
-    def card_webhook(self, event: dict[str, Any]) -> dict[str, Any]:
-        """A signed gateway webhook: check it against what we opened and the gateway itself, credit once."""
-        now = self.now
-        seen = self.store.webhook_event(event["event_id"])
-        if seen is not None:
-            return {"status": "duplicate", "event_id": event["event_id"], "payment_id": seen["payment_id"]}
-        attempt = self.store.card_attempt(event["merchant_request_id"])
-        if attempt is None or attempt["session_id"] != event["session_id"]:
-            raise UnknownSession(f"session {event['session_id']} was not opened by this service",
-                                 field="session_id")
-        order = self.find_order(event["merchant_reference"], field="merchant_reference")
-        if attempt["bill_reference"] != order["bill_reference"]:
-            raise ApiError(f"session {event['session_id']} was opened for another bill",
-                           field="merchant_reference", code="REFERENCE_MISMATCH", status=422)
-        amount = parse_amount(event["amount"], "amount")
-        if amount != order["amount"]:
-            raise AmountMismatch(f"webhook amount {event['amount']} is not the order amount"
-                                 f" {format_amount(order['amount'])}; nothing credited", field="amount")
-        record = {"event_id": event["event_id"], "session_id": event["session_id"], "status": event["status"],
-                  "payment_id": None, "received_at": iso(now)}
-        if event["status"] == "DECLINED":
-            with self.store.transaction():
-                self.store.insert_webhook_event(dict(record, outcome="declined"))
-                if attempt["status"] != "APPROVED":
-                    self.store.update_card_attempt(attempt["merchant_request_id"], iso(now), status="DECLINED",
-                                                   decline_reason=event.get("decline_reason"))
-            return {"status": "declined", "event_id": event["event_id"]}
-        transaction_id = event.get("transaction_id")
-        if not transaction_id:
-            raise ValidationFailed("an APPROVED webhook carries a transaction_id", field="transaction_id")
-        credited = self.store.payment_by_external("card", transaction_id)
-        if credited is None:
-            self._confirm_with_gateway(event, amount)
-        with self.store.transaction():
-            payment = None
-            if credited is None:
-                order = self.find_order(event["merchant_reference"])  # fresh, inside the transaction
-                card = event.get("card") or {}
-                payment = self._capture(order, channel="card", external_id=transaction_id, amount=amount,
-                                        paid_at=parse_instant_field(event["occurred_at"], "occurred_at"),
-                                        session_id=event["session_id"], card_bin=card.get("bin"),
-                                        card_last4=card.get("last4"), auth_code=event.get("auth_code"))
-            if payment is None:
-                existing = self.store.payment_by_external("card", transaction_id)
-                self.store.insert_webhook_event(dict(record, outcome="duplicate",
-                                                     payment_id=existing["payment_id"] if existing else None))
-                return {"status": "duplicate", "event_id": event["event_id"],
-                        "payment_id": existing["payment_id"] if existing else None}
-            self.store.insert_webhook_event(dict(record, outcome="credited", payment_id=payment["payment_id"]))
-            self.store.update_card_attempt(attempt["merchant_request_id"], iso(now), status="APPROVED")
-        return {"status": "excess" if payment["excess"] else "credited", "event_id": event["event_id"],
-                "payment_id": payment["payment_id"]}
-
-    def _confirm_with_gateway(self, event: dict[str, Any], amount: int) -> None:
-        """Ask the gateway directly before crediting: a webhook alone is a claim, the session is the fact."""
-        session = self.upstreams.session(event["session_id"])
-        if session is None:
-            raise PaymentNotConfirmed(f"the gateway does not know session {event['session_id']}",
-                                      field="session_id")
-        problems = []
-        if session.get("status") != "APPROVED":
-            problems.append(f"status is {session.get('status')}")
-        if session.get("transaction_id") != event["transaction_id"]:
-            problems.append(f"transaction is {session.get('transaction_id')}")
-        try:
-            if parse_amount(session.get("amount"), "amount") != amount:
-                problems.append(f"amount is {session.get('amount')}")
-        except ApiError:
-            problems.append("amount is unreadable")
-        if problems:
-            raise PaymentNotConfirmed("the gateway does not confirm the webhook: " + ", ".join(problems),
-                                      field="status")
-
-    def return_page_order(self, session_id: str | None, merchant_request_id: str | None
-                          ) -> dict[str, Any] | None:
-        attempt = None
-        if session_id:
-            attempt = self.store.card_attempt_by_session(session_id)
-        if attempt is None and merchant_request_id:
-            attempt = self.store.card_attempt(merchant_request_id)
-        if attempt is None:
-            return None
-        order = self.store.order(attempt["bill_reference"])
-        return self.order_view(order) if order else None
-
     # --- Khales biller ------------------------------------------------------------------------
     def khales_inquiry(self, body: dict[str, Any]) -> dict[str, Any]:
         order = self.find_order(body["bill_reference"])
         status = self.status_of(order)
-        due = 0 if status == "PAID" else order["amount"]
+        due = 0 if status in ("PAID", "REFUNDED") else order["amount"]
+        if status == "REFUNDED":
+            status = "CANCELLED"  # the inquiry contract has no REFUNDED: to an outlet the bill is closed
         return {
             "inquiry_id": body["inquiry_id"], "bill_reference": order["bill_reference"], "status": status,
             "amount_due": format_amount(due), "collection_fee": "0.00", "total_due": format_amount(due),
@@ -383,11 +295,11 @@ class Ledger:
                 raise TransactionReversed(f"transaction {key} was reversed before it arrived",
                                           field="khales_transaction_id")
             order = self.find_order(body["bill_reference"])
-            self._payable(order)
+            self.payable(order)
             if amount != order["amount"]:
                 raise AmountMismatch(f"amount {body['amount']} is not the amount due"
                                      f" {format_amount(order['amount'])}", field="amount")
-            payment = self._capture(order, channel="cash", external_id=key, amount=amount, paid_at=paid_at,
+            payment = self.capture(order, channel="cash", external_id=key, amount=amount, paid_at=paid_at,
                                     outlet_id=body["outlet_id"], receipt_number=new_id("RCPT"))
             if payment is None:
                 raise Conflict(f"transaction {key} is already credited", field="khales_transaction_id")
@@ -422,7 +334,7 @@ class Ledger:
                                    f" {body['bill_reference']}", field="bill_reference", code="REFERENCE_MISMATCH")
                 if self.store.reverse_payment(payment["payment_id"], key, now):
                     order = self.find_order(payment["bill_reference"])
-                    self._after_reversal(payment, order, body.get("reason") or "reversed by Khales")
+                    self.after_reversal(payment, order, body.get("reason") or "reversed by Khales")
                 response.update(status="REVERSED", payment_id=payment["payment_id"])
             self.store.save_answer("khales_reversal", key, fingerprint, 200, response, now)
         return response

@@ -72,7 +72,7 @@ class Reconciliation:
     # --- state of one (governorate, business date) --------------------------------------------
     def status(self, governorate_code: str, business_date: date, now: datetime) -> dict[str, Any]:
         """The settlement block of the daily report: PENDING|ON_TIME|LATE|OVERDUE|SHORT|OVER."""
-        count, expected = self.store.captured_total(governorate_code, business_date.isoformat())
+        count, expected = self.store.expected_settlement(governorate_code, business_date.isoformat())
         day = self.store.settlement_day(governorate_code, business_date.isoformat())
         deadline = self.deadline_date(business_date)
         out: dict[str, Any] = {
@@ -83,7 +83,7 @@ class Reconciliation:
             "difference": None, "days_late": 0, "notices": 0,
         }
         if day is None or day["credited_at"] is None:
-            overdue = now >= self.deadline_end(business_date) and expected > 0
+            overdue = now >= self.deadline_end(business_date) and expected != 0
             out["status"] = "OVERDUE" if overdue else "PENDING"
             if overdue:
                 out["days_late"] = self._days_late(deadline, cairo(now).date())
@@ -150,7 +150,7 @@ class Reconciliation:
         """Settled collections we have no captured payment for: orphan money, each an exception."""
         unmatched = 0
         for tx in body["transactions"]:
-            if self.store.has_captured_payment(tx["channel"], tx["bill_reference"]):
+            if self.store.has_settled_payment(tx["channel"], tx["bill_reference"]):
                 continue
             unmatched += 1
             self.store.open_exception({
@@ -196,9 +196,9 @@ class Reconciliation:
             with self.store.transaction():
                 if not self.store.mark_overdue(day["governorate_code"], day["business_date"], iso(now)):
                     continue
-                count, _ = self.store.captured_total(day["governorate_code"], day["business_date"])
-                if count == 0:
-                    continue  # every payment of the day was reversed: nothing to settle, nothing late
+                _, expected = self.store.expected_settlement(day["governorate_code"], day["business_date"])
+                if expected == 0:
+                    continue  # reversed or refunded the same day: nothing to settle, nothing late
                 self.store.open_exception({
                     "exception_key": f"LATE_SETTLEMENT:{day['governorate_code']}:{day['business_date']}",
                     "kind": "LATE_SETTLEMENT", "governorate_code": day["governorate_code"],

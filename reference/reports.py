@@ -27,7 +27,8 @@ CHANNEL_NAMES_AR = {"card": "بطاقة بنكية", "cash": "نقدًا (خال
 SECTION_NAMES_AR = {
     "total": "إجمالي التحصيل", "channel": "حسب القناة", "service": "حسب الخدمة",
     "revenue_pool": "حسب وعاء الإيراد", "budget_chapter": "حسب الباب الموازني",
-    "excess": "مدفوعات زائدة مستحقة الرد", "reversed": "مدفوعات ملغاة", "settlement": "التسوية",
+    "excess": "مدفوعات زائدة مستحقة الرد", "reversed": "مدفوعات ملغاة أو مردودة", "refunds": "مبالغ مردودة",
+    "settlement": "التسوية",
     "exception": "استثناء مفتوح",
 }
 STATUS_NAMES_AR = {"PENDING": "قيد الانتظار", "ON_TIME": "في الموعد", "LATE": "متأخرة", "OVERDUE": "لم تصل",
@@ -60,20 +61,27 @@ class Reports:
         day = business_date.isoformat()
         payments = self.store.captured_payments_on(day, governorate_code)
         reversed_ = self.store.reversed_payments_on(day, governorate_code)
+        refunds = self.store.refunds_on(day, governorate_code)
         codes = {p["governorate_code"] for p in payments} | {p["governorate_code"] for p in reversed_}
+        codes |= {r["governorate_code"] for r in refunds}
         codes |= {d["governorate_code"] for d in self.store.settlement_days_on(day)}
         if governorate_code:
             codes = {governorate_code}
         now = self.component.clock.now()
         sections = [self._governorate(code, business_date, [p for p in payments if p["governorate_code"] == code],
-                                      [p for p in reversed_ if p["governorate_code"] == code], now)
+                                      [p for p in reversed_ if p["governorate_code"] == code],
+                                      [r for r in refunds if r["governorate_code"] == code], now)
                     for code in sorted(codes)]
         total = sum(p["amount"] for p in payments)
         return {"business_date": day, "generated_at": iso(now), "currency": "EGP",
                 "total": {"count": len(payments), "amount": format_amount(total)}, "governorates": sections}
 
     def _governorate(self, code: str, business_date: date, payments: list[dict[str, Any]],
-                     reversed_: list[dict[str, Any]], now: Any) -> dict[str, Any]:
+                     reversed_: list[dict[str, Any]], refunds: list[dict[str, Any]], now: Any) -> dict[str, Any]:
+        """One governorate's day. ``collections`` are the payments of the day still held (a wholly
+        refunded card payment is under ``reversed``, like a Khales reversal, so a day whose money
+        all went back nets to zero); ``refunds`` are the card refunds made that day, partial ones
+        included (what settlement debits that day)."""
         by_channel: dict[str, dict[str, Any]] = {}
         by_service: dict[str, dict[str, Any]] = {}
         by_pool: dict[str, dict[str, Any]] = {}
@@ -109,6 +117,7 @@ class Reports:
                 "excess": {"count": excess["count"], "amount": format_amount(excess["amount"])},
                 "reversed": {"count": len(reversed_),
                              "amount": format_amount(sum(int(p["amount"]) for p in reversed_))},
+                "refunds": {"count": len(refunds), "amount": format_amount(sum(int(r["amount"]) for r in refunds))},
             },
             "settlement": {key: settlement[key] for key in (
                 "expected_value_date", "deadline", "status", "expected_amount", "credited_amount",
@@ -146,7 +155,7 @@ class Reports:
                     name = entry.get("name_ar") or (f"الباب {code}" if section == "budget_chapter" else "")
                     writer.writerow(head + [SECTION_NAMES_AR[section], code, name, entry["count"],
                                             entry["amount"], "", ""])
-            for section in ("excess", "reversed"):
+            for section in ("excess", "reversed", "refunds"):
                 writer.writerow(head + [SECTION_NAMES_AR[section], "", "", col[section]["count"],
                                         col[section]["amount"], "", ""])
             st = gov["settlement"]

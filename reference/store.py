@@ -25,7 +25,7 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS orders (
     bill_reference   TEXT PRIMARY KEY,
     request_number   TEXT NOT NULL,
-    status           TEXT NOT NULL CHECK (status IN ('UNPAID', 'PAID', 'EXPIRED', 'CANCELLED')),
+    status           TEXT NOT NULL CHECK (status IN ('UNPAID', 'PAID', 'EXPIRED', 'CANCELLED', 'REFUNDED')),
     amount           INTEGER NOT NULL CHECK (amount > 0),
     currency         TEXT NOT NULL,
     governorate_code TEXT NOT NULL,
@@ -37,58 +37,78 @@ CREATE TABLE IF NOT EXISTS orders (
     paid_at          TEXT
 );
 -- One open (unpaid or paid) order per service request: the idempotency of POST /api/orders.
+-- A REFUNDED order is closed: the request may get a new order.
 CREATE UNIQUE INDEX IF NOT EXISTS orders_one_open_per_request
     ON orders (request_number) WHERE status IN ('UNPAID', 'PAID');
 
+-- One e-finance payment request per row, keyed by our SenderRequestNumber. The AES key and IV are
+-- kept here, written in the same transaction as the row and before anything is sent: the silent
+-- call comes back under them, possibly after a restart.
 CREATE TABLE IF NOT EXISTS card_attempts (
-    merchant_request_id TEXT PRIMARY KEY,
-    bill_reference      TEXT NOT NULL REFERENCES orders (bill_reference),
-    session_id          TEXT UNIQUE,
-    payment_url         TEXT,
-    status              TEXT NOT NULL CHECK (status IN ('CREATING', 'OPEN', 'APPROVED', 'DECLINED',
-                                                        'FAILED')),
-    decline_reason      TEXT,
-    return_url          TEXT NOT NULL,
-    language            TEXT,
-    created_at          TEXT NOT NULL,
-    updated_at          TEXT NOT NULL
+    sender_request_number  TEXT PRIMARY KEY,
+    bill_reference         TEXT NOT NULL REFERENCES orders (bill_reference),
+    sender_id              TEXT NOT NULL,
+    amount                 INTEGER NOT NULL CHECK (amount > 0),
+    mechanism              TEXT NOT NULL,
+    language               TEXT NOT NULL,
+    secret_key             TEXT NOT NULL,
+    secret_iv              TEXT NOT NULL,
+    initiation             TEXT NOT NULL,
+    payment_request_number TEXT,
+    status                 TEXT NOT NULL CHECK (status IN ('OPEN', 'APPROVED', 'DECLINED', 'FAILED')),
+    last_error             TEXT,
+    created_at             TEXT NOT NULL,
+    updated_at             TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS card_attempts_by_order ON card_attempts (bill_reference);
+CREATE INDEX IF NOT EXISTS card_attempts_by_number ON card_attempts (payment_request_number);
 
 CREATE TABLE IF NOT EXISTS payments (
-    payment_id       TEXT PRIMARY KEY,
-    bill_reference   TEXT NOT NULL REFERENCES orders (bill_reference),
-    channel          TEXT NOT NULL CHECK (channel IN ('card', 'cash')),
-    external_id      TEXT NOT NULL,
-    amount           INTEGER NOT NULL CHECK (amount > 0),
-    status           TEXT NOT NULL CHECK (status IN ('CAPTURED', 'REVERSED')),
-    excess           INTEGER NOT NULL DEFAULT 0,
-    excess_reason    TEXT,
-    governorate_code TEXT NOT NULL,
-    service_code     TEXT NOT NULL,
-    paid_at          TEXT NOT NULL,
-    business_date    TEXT NOT NULL,
-    received_at      TEXT NOT NULL,
-    receipt_number   TEXT,
-    outlet_id        TEXT,
-    session_id       TEXT,
-    card_bin         TEXT,
-    card_last4       TEXT,
-    auth_code        TEXT,
-    reversal_id      TEXT,
-    reversed_at      TEXT,
+    payment_id             TEXT PRIMARY KEY,
+    bill_reference         TEXT NOT NULL REFERENCES orders (bill_reference),
+    channel                TEXT NOT NULL CHECK (channel IN ('card', 'cash')),
+    external_id            TEXT NOT NULL,
+    amount                 INTEGER NOT NULL CHECK (amount > 0),
+    status                 TEXT NOT NULL CHECK (status IN ('CAPTURED', 'REVERSED', 'REFUNDED')),
+    excess                 INTEGER NOT NULL DEFAULT 0,
+    excess_reason          TEXT,
+    governorate_code       TEXT NOT NULL,
+    service_code           TEXT NOT NULL,
+    paid_at                TEXT NOT NULL,
+    business_date          TEXT NOT NULL,
+    received_at            TEXT NOT NULL,
+    receipt_number         TEXT,
+    outlet_id              TEXT,
+    auth_code              TEXT,
+    sender_request_number  TEXT,
+    payment_request_number TEXT,
+    mechanism              TEXT,
+    institution            TEXT,
+    reconciliation_date    TEXT,
+    refunded_amount        INTEGER NOT NULL DEFAULT 0,
+    reversal_id            TEXT,
+    reversed_at            TEXT,
     UNIQUE (channel, external_id)   -- a card transaction or Khales transaction is credited once
 );
 CREATE INDEX IF NOT EXISTS payments_by_day ON payments (governorate_code, business_date);
 CREATE INDEX IF NOT EXISTS payments_by_order ON payments (bill_reference);
+-- An e-finance payment request is paid once, whatever channel its mechanism reports it under.
+CREATE UNIQUE INDEX IF NOT EXISTS payments_one_per_request_number ON payments (payment_request_number)
+    WHERE payment_request_number IS NOT NULL;
 
-CREATE TABLE IF NOT EXISTS webhook_events (
-    event_id    TEXT PRIMARY KEY,
-    session_id  TEXT NOT NULL,
-    status      TEXT NOT NULL,
-    outcome     TEXT NOT NULL,
-    payment_id  TEXT,
-    received_at TEXT NOT NULL
+-- Refunds the gateway notified, once per RefundNumber; a refund belongs to the business date it
+-- was made on (settlement debits it there), not to its payment's.
+CREATE TABLE IF NOT EXISTS card_refunds (
+    refund_number         TEXT PRIMARY KEY,
+    payment_id            TEXT NOT NULL REFERENCES payments (payment_id),
+    refund_request_number TEXT,
+    amount                INTEGER NOT NULL CHECK (amount > 0),
+    governorate_code      TEXT NOT NULL,
+    refunded_at           TEXT NOT NULL,
+    business_date         TEXT NOT NULL,
+    received_at           TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS card_refunds_by_day ON card_refunds (governorate_code, business_date);
 
 CREATE TABLE IF NOT EXISTS idempotency (
     scope        TEXT NOT NULL,
@@ -166,9 +186,10 @@ CREATE TABLE IF NOT EXISTS exceptions (
 );
 """
 
-TABLES = ("exceptions", "settlement_notices", "settlement_days", "outbox", "idempotency", "webhook_events",
+TABLES = ("exceptions", "settlement_notices", "settlement_days", "outbox", "idempotency", "card_refunds",
           "payments", "card_attempts", "orders")
-_JSON_COLUMNS = {"fee_lines", "body", "transactions", "response"}
+_JSON_COLUMNS = {"fee_lines", "body", "transactions", "response", "initiation"}
+SCHEMA_VERSION = 2  # 2: e-finance card attempts and refunds (issue 3); a file of version 1 is refused
 
 
 def _row(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> dict[str, Any]:
@@ -196,7 +217,15 @@ class Store:
             if database != ":memory:":
                 self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA foreign_keys=ON")
+            version = self._db.execute("PRAGMA user_version").fetchone()["user_version"]
+            tables = self._db.execute("SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table'").fetchone()["n"]
+            if tables and version != SCHEMA_VERSION:
+                # CREATE TABLE IF NOT EXISTS would keep an old table's shape and fail later, mid-payment.
+                self._db.close()
+                raise RuntimeError(f"{database} holds a ledger of schema version {version}, not {SCHEMA_VERSION}:"
+                                   " start the reference service on an empty data folder")
             self._db.executescript(SCHEMA)
+            self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     # --- plumbing -----------------------------------------------------------------------------
     @contextmanager
@@ -279,43 +308,57 @@ class Store:
         self._run("UPDATE orders SET status = ?, paid_at = ? WHERE bill_reference = ?",
                   (status, paid_at, bill_reference))
 
-    # --- card attempts ------------------------------------------------------------------------
-    def insert_card_attempt(self, attempt: dict[str, Any]) -> None:
-        self._run("INSERT INTO card_attempts (merchant_request_id, bill_reference, status, return_url, language,"
-                  " created_at, updated_at) VALUES (:merchant_request_id, :bill_reference, 'CREATING',"
-                  " :return_url, :language, :created_at, :created_at)", attempt)
+    # --- card attempts (e-finance payment requests) --------------------------------------------
+    def insert_card_attempt(self, attempt: dict[str, Any]) -> bool:
+        """False when the SenderRequestNumber is taken (16 random hex: a clash is retried by the caller)."""
+        return bool(self._run(
+            "INSERT INTO card_attempts (sender_request_number, bill_reference, sender_id, amount, mechanism,"
+            " language, secret_key, secret_iv, initiation, payment_request_number, status, created_at, updated_at)"
+            " VALUES (:sender_request_number, :bill_reference, :sender_id, :amount, :mechanism, :language,"
+            " :secret_key, :secret_iv, :initiation, :payment_request_number, 'OPEN', :created_at, :created_at)"
+            " ON CONFLICT DO NOTHING",
+            dict(attempt, initiation=_json(attempt["initiation"]),
+                 payment_request_number=attempt.get("payment_request_number"))))
 
-    def update_card_attempt(self, merchant_request_id: str, now: str, **fields: Any) -> None:
-        allowed = {"session_id", "payment_url", "status", "decline_reason"}
+    def update_card_attempt(self, sender_request_number: str, now: str, **fields: Any) -> None:
+        allowed = {"payment_request_number", "status", "last_error"}
         if not fields or set(fields) - allowed:
             raise ValueError(f"card attempt fields are {sorted(allowed)}")
         assignments = ", ".join(f"{name} = :{name}" for name in fields)
         self._run(f"UPDATE card_attempts SET {assignments}, updated_at = :now"  # noqa: S608
-                  " WHERE merchant_request_id = :merchant_request_id",
-                  dict(fields, now=now, merchant_request_id=merchant_request_id))
+                  " WHERE sender_request_number = :sender_request_number",
+                  dict(fields, now=now, sender_request_number=sender_request_number))
 
-    def card_attempt(self, merchant_request_id: str) -> dict[str, Any] | None:
-        return self._one("SELECT * FROM card_attempts WHERE merchant_request_id = ?", (merchant_request_id,))
+    def decline_card_attempt(self, sender_request_number: str, now: str) -> bool:
+        """A declined attempt; an approval already recorded is never undone by a late decline."""
+        return bool(self._run("UPDATE card_attempts SET status = 'DECLINED', updated_at = ?"
+                              " WHERE sender_request_number = ? AND status IN ('OPEN', 'DECLINED')",
+                              (now, sender_request_number)))
 
-    def card_attempt_by_session(self, session_id: str) -> dict[str, Any] | None:
-        return self._one("SELECT * FROM card_attempts WHERE session_id = ?", (session_id,))
+    def card_attempt(self, sender_request_number: str) -> dict[str, Any] | None:
+        return self._one("SELECT * FROM card_attempts WHERE sender_request_number = ?", (sender_request_number,))
+
+    def card_attempt_by_number(self, payment_request_number: str) -> dict[str, Any] | None:
+        return self._one("SELECT * FROM card_attempts WHERE payment_request_number = ?", (payment_request_number,))
 
     def card_attempts_of(self, bill_reference: str) -> list[dict[str, Any]]:
-        return self._all("SELECT * FROM card_attempts WHERE bill_reference = ? ORDER BY created_at",
+        return self._all("SELECT * FROM card_attempts WHERE bill_reference = ? ORDER BY created_at, rowid",
                          (bill_reference,))
 
     # --- payments -----------------------------------------------------------------------------
     def insert_payment(self, payment: dict[str, Any]) -> bool:
-        """False when this channel's transaction was already credited (UNIQUE(channel, external_id))."""
+        """False when this channel's transaction (UNIQUE(channel, external_id)) or this e-finance
+        request (UNIQUE(payment_request_number)) was already credited."""
         columns = ("payment_id", "bill_reference", "channel", "external_id", "amount", "status", "excess",
                    "excess_reason", "governorate_code", "service_code", "paid_at", "business_date",
-                   "received_at", "receipt_number", "outlet_id", "session_id", "card_bin", "card_last4",
-                   "auth_code")
+                   "received_at", "receipt_number", "outlet_id", "auth_code", "sender_request_number",
+                   "payment_request_number", "mechanism", "institution", "reconciliation_date", "refunded_amount")
         values = {name: payment.get(name) for name in columns}
+        values["refunded_amount"] = int(values["refunded_amount"] or 0)
         return bool(self._run(
             f"INSERT INTO payments ({', '.join(columns)})"  # noqa: S608 - fixed column names
             f" VALUES ({', '.join(':' + c for c in columns)})"
-            " ON CONFLICT (channel, external_id) DO NOTHING", values))
+            " ON CONFLICT DO NOTHING", values))
 
     def payment(self, payment_id: str) -> dict[str, Any] | None:
         return self._one("SELECT * FROM payments WHERE payment_id = ?", (payment_id,))
@@ -327,16 +370,33 @@ class Store:
         return self._all("SELECT * FROM payments WHERE bill_reference = ? ORDER BY received_at, payment_id",
                          (bill_reference,))
 
+    def efinance_payment(self, payment_request_number: str, transaction_number: str) -> dict[str, Any] | None:
+        """The payment of an e-finance request, found by its request number or its transaction."""
+        return self._one("SELECT * FROM payments WHERE (payment_request_number = ? AND ? != '')"
+                         " OR (external_id = ? AND sender_request_number IS NOT NULL) ORDER BY received_at LIMIT 1",
+                         (payment_request_number, payment_request_number, transaction_number))
+
+    def fill_card_details(self, payment_id: str, mechanism: str | None, institution: str | None) -> None:
+        """Details only the silent call carries, for a payment first credited from the status inquiry."""
+        self._run("UPDATE payments SET mechanism = COALESCE(NULLIF(?, ''), mechanism),"
+                  " institution = COALESCE(institution, NULLIF(?, '')) WHERE payment_id = ?",
+                  (mechanism, institution, payment_id))
+
     def reverse_payment(self, payment_id: str, reversal_id: str, now: str) -> bool:
         return bool(self._run("UPDATE payments SET status = 'REVERSED', reversal_id = ?, reversed_at = ?"
                               " WHERE payment_id = ? AND status = 'CAPTURED'", (reversal_id, now, payment_id)))
+
+    def set_refunded(self, payment_id: str, refunded_amount: int, status: str, now: str) -> None:
+        self._run("UPDATE payments SET refunded_amount = ?, status = ?,"
+                  " reversed_at = CASE WHEN ? = 'REFUNDED' THEN COALESCE(reversed_at, ?) ELSE reversed_at END"
+                  " WHERE payment_id = ?", (refunded_amount, status, status, now, payment_id))
 
     def clear_excess(self, payment_id: str) -> None:
         self._run("UPDATE payments SET excess = 0, excess_reason = NULL WHERE payment_id = ?", (payment_id,))
 
     def captured_payments_on(self, business_date: str, governorate_code: str | None = None
                              ) -> list[dict[str, Any]]:
-        """Captured (not reversed) payments of a business date, with their order's fee lines."""
+        """Captured (not reversed, not wholly refunded) payments of a business date, with their order's fee lines."""
         sql = ("SELECT p.*, o.fee_lines AS fee_lines, o.amount AS order_amount FROM payments p"
                " JOIN orders o ON o.bill_reference = p.bill_reference"
                " WHERE p.status = 'CAPTURED' AND p.business_date = ?")
@@ -348,31 +408,57 @@ class Store:
 
     def reversed_payments_on(self, business_date: str, governorate_code: str | None = None
                              ) -> list[dict[str, Any]]:
-        sql = "SELECT * FROM payments WHERE status = 'REVERSED' AND business_date = ?"
+        """Payments of a business date that were reversed (Khales) or wholly refunded (card)."""
+        sql = "SELECT * FROM payments WHERE status IN ('REVERSED', 'REFUNDED') AND business_date = ?"
         params: tuple[Any, ...] = (business_date,)
         if governorate_code:
             sql += " AND governorate_code = ?"
             params += (governorate_code,)
         return self._all(sql, params)
 
-    def captured_total(self, governorate_code: str, business_date: str) -> tuple[int, int]:
-        row = self._one("SELECT COUNT(*) AS n, COALESCE(SUM(amount), 0) AS total FROM payments"
-                        " WHERE status = 'CAPTURED' AND governorate_code = ? AND business_date = ?",
-                        (governorate_code, business_date))
-        return (int(row["n"]), int(row["total"])) if row else (0, 0)
+    def expected_settlement(self, governorate_code: str, business_date: str) -> tuple[int, int]:
+        """(lines, net piasters) settlement should credit for a day: the payments captured that day
+        (refunded ones too: the money did come in) less the refunds made that day. Khales reversals
+        undo a payment before it settles, so a reversed payment counts nowhere."""
+        paid = self._one("SELECT COUNT(*) AS n, COALESCE(SUM(amount), 0) AS total FROM payments"
+                         " WHERE status IN ('CAPTURED', 'REFUNDED') AND governorate_code = ? AND business_date = ?",
+                         (governorate_code, business_date))
+        refunded = self._one("SELECT COUNT(*) AS n, COALESCE(SUM(amount), 0) AS total FROM card_refunds"
+                             " WHERE governorate_code = ? AND business_date = ?", (governorate_code, business_date))
+        count = int(paid["n"] if paid else 0) + int(refunded["n"] if refunded else 0)
+        total = int(paid["total"] if paid else 0) - int(refunded["total"] if refunded else 0)
+        return count, total
 
-    def has_captured_payment(self, channel: str, bill_reference: str) -> bool:
-        return self._one("SELECT 1 AS hit FROM payments WHERE channel = ? AND bill_reference = ?"
-                         " AND status = 'CAPTURED'", (channel, bill_reference)) is not None
+    def has_settled_payment(self, channel: str, reference: str) -> bool:
+        """Does a settled line's reference name money we took? Our bill reference for our own
+        channels' lines, or e-finance's PaymentRequestNumber (which its card lines carry)."""
+        return self._one("SELECT 1 AS hit FROM payments WHERE status IN ('CAPTURED', 'REFUNDED')"
+                         " AND ((channel = ? AND bill_reference = ?) OR payment_request_number = ?)",
+                         (channel, reference, reference)) is not None
 
-    # --- webhook events -----------------------------------------------------------------------
-    def webhook_event(self, event_id: str) -> dict[str, Any] | None:
-        return self._one("SELECT * FROM webhook_events WHERE event_id = ?", (event_id,))
+    # --- card refunds -------------------------------------------------------------------------
+    def insert_refund(self, refund: dict[str, Any]) -> bool:
+        """False when this RefundNumber was recorded already."""
+        return bool(self._run(
+            "INSERT INTO card_refunds (refund_number, payment_id, refund_request_number, amount, governorate_code,"
+            " refunded_at, business_date, received_at) VALUES (:refund_number, :payment_id, :refund_request_number,"
+            " :amount, :governorate_code, :refunded_at, :business_date, :received_at)"
+            " ON CONFLICT (refund_number) DO NOTHING", refund))
 
-    def insert_webhook_event(self, event: dict[str, Any]) -> bool:
-        return bool(self._run("INSERT INTO webhook_events (event_id, session_id, status, outcome, payment_id,"
-                              " received_at) VALUES (:event_id, :session_id, :status, :outcome, :payment_id,"
-                              " :received_at) ON CONFLICT (event_id) DO NOTHING", event))
+    def refund(self, refund_number: str) -> dict[str, Any] | None:
+        return self._one("SELECT * FROM card_refunds WHERE refund_number = ?", (refund_number,))
+
+    def refunds_of(self, payment_id: str) -> list[dict[str, Any]]:
+        return self._all("SELECT * FROM card_refunds WHERE payment_id = ? ORDER BY refunded_at, refund_number",
+                         (payment_id,))
+
+    def refunds_on(self, business_date: str, governorate_code: str | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT * FROM card_refunds WHERE business_date = ?"
+        params: tuple[Any, ...] = (business_date,)
+        if governorate_code:
+            sql += " AND governorate_code = ?"
+            params += (governorate_code,)
+        return self._all(sql + " ORDER BY refunded_at, refund_number", params)
 
     # --- idempotency --------------------------------------------------------------------------
     def idempotent_answer(self, scope: str, key: str) -> dict[str, Any] | None:

@@ -1,27 +1,34 @@
 """HTTP for the reference service: parse, call the ledger, serialise. No business rule lives here.
 
-Signed endpoints (card webhooks, the Khales biller, settlement notices) verify the signature over
-the raw bytes *before* parsing, so an unsigned or tampered body is refused without being read.
+Signed endpoints (the Khales biller, settlement notices) verify the signature over the raw bytes
+*before* parsing, so an unsigned or tampered body is refused without being read. e-finance's silent
+call is not HMAC-signed: :mod:`reference.card_payments` checks its Signature and decrypts it; this
+module only turns the outcome into the ``Response_Code`` header e-finance reads.
 """
 
 from __future__ import annotations
 
-import html
+import logging
 import re
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, jsonify, redirect, request
 
 from simulators.common import signing
 from simulators.common.component import read_json
+from simulators.common.errors import ApiError, ValidationFailed
 from simulators.common.money import format_amount
 from simulators.common.wire import parse_date
 
-from .errors import InvalidQuery, UnknownBill
+from . import pages
+from .efinance import MECHANISMS, is_sender_request_number
+from .errors import PROCESSED, InvalidQuery, SilentCallRefused, UnknownBill, UnknownCardPayment
 
 if TYPE_CHECKING:
     from simulators.common.component import Component
 
+    from .card_payments import CardPayments
     from .ledger import Ledger
     from .outbox import Outbox
     from .reconciliation import Reconciliation
@@ -30,12 +37,16 @@ if TYPE_CHECKING:
 
 BILL_REFERENCE = re.compile(r"[0-9]{12}", re.ASCII)
 OUTBOX_STATUSES = ("PENDING", "DELIVERED", "FAILED", "CANCELLED")
+SILENT_CALL_FIELDS = ("SenderID", "SenderRequestNumber", "RequestObject", "Signature")
+HTML = {"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store"}
+log = logging.getLogger(__name__)
 EXCEPTION_STATUSES = ("OPEN", "RESOLVED")
 
 
-def make_blueprint(component: Component, store: Store, ledger: Ledger, outbox: Outbox,
+def make_blueprint(component: Component, store: Store, ledger: Ledger, cards: CardPayments, outbox: Outbox,
                    reconciliation: Reconciliation, reports: Reports) -> Blueprint:
     bp = Blueprint("reference", __name__)
+    catalog = component.settings.get("catalog") or {}
 
     def verified(secret_name: str) -> None:
         signing.verify(component.secret(secret_name), request.headers, request.get_data(cache=True),
@@ -59,20 +70,87 @@ def make_blueprint(component: Component, store: Store, ledger: Ledger, outbox: O
 
     @bp.post("/api/orders/<bill_reference>/card-payments")
     def open_card_payment(bill_reference: str) -> tuple[Response, int]:
-        # Every field is optional: an empty body means "defaults".
+        # Every field is optional: an empty body means "defaults" (Card, Arabic).
         body = read_json("ref-card-payment-create.schema.json") if request.get_data(cache=True) else {}
-        return jsonify(ledger.open_card_payment(bill(bill_reference), body)), 201
+        return jsonify(cards.open(bill(bill_reference), body, request.remote_addr)), 201
+
+    # --- e-finance's silent call ------------------------------------------------------------------
+    @bp.post("/efinance/confirmations")
+    def efinance_confirmation() -> tuple[Response, int, dict[str, str]]:
+        """Acknowledged only by ``Response_Code: 000`` (FACTS); any other code makes the gateway retry."""
+        form = {name: request.form.get(name, "") for name in SILENT_CALL_FIELDS}
+        try:
+            result = cards.confirmation(form)
+        except SilentCallRefused as exc:
+            log.warning("silent call for %s refused: %s %s", form["SenderRequestNumber"][:20], exc.code, exc.message)
+            return (jsonify(dict(exc.to_dict(), response_code=exc.response_code)), exc.status,
+                    {"Response_Code": exc.response_code})
+        except ApiError as exc:  # not one of ours: still never a 000, and never a 500
+            code = "190" if exc.status >= 500 else "113"
+            return jsonify(dict(exc.to_dict(), response_code=code)), exc.status, {"Response_Code": code}
+        return jsonify(dict(result, response_code=PROCESSED)), 200, {"Response_Code": PROCESSED}
+
+    # --- the citizen's pages ----------------------------------------------------------------------
+    def lang() -> str:
+        return pages.language(request.values.get("lang"))
+
+    def page(text: str, status: int = 200) -> tuple[str, int, dict[str, str]]:
+        return text, status, dict(HTML)
+
+    @bp.get("/portal/orders/<bill_reference>")
+    def portal_order(bill_reference: str) -> tuple[str, int, dict[str, str]]:
+        if not BILL_REFERENCE.fullmatch(bill_reference) or store.order(bill_reference) is None:
+            return page(pages.not_found_page(lang()), 404)
+        return page(pages.order_page(ledger.get_order(bill_reference), catalog, lang()))
+
+    @bp.post("/portal/orders/<bill_reference>/card")
+    def portal_pay(bill_reference: str) -> Any:
+        language = lang()
+        if not BILL_REFERENCE.fullmatch(bill_reference) or store.order(bill_reference) is None:
+            return page(pages.not_found_page(language), 404)
+        back = f"/portal/orders/{bill_reference}?lang={language}"
+        mechanism = request.form.get("mechanism") or "Card"
+        try:
+            if mechanism not in MECHANISMS:
+                raise ValidationFailed(f"mechanism is one of {', '.join(MECHANISMS)}", field="mechanism")
+            opened = cards.open(bill_reference, {"language": language, "mechanism": mechanism}, request.remote_addr)
+        except ApiError as exc:
+            return page(pages.error_page(exc.code, exc.message, language, back), exc.status)
+        if mechanism == "Channel":
+            return page(pages.channel_page(ledger.get_order(bill_reference), opened["payment_request_number"],
+                                           catalog, language))
+        return page(pages.redirect_page(opened["initiation"]["fields"], opened["initiation"]["url"], language))
+
+    @bp.get("/portal/card-payments/<sender_request_number>")
+    def portal_card_payment(sender_request_number: str) -> Any:
+        """``payment_url``: the same sealed fields again (same key and IV), while the attempt is open."""
+        language = lang()
+        try:
+            ready = cards.initiation(sender_request_number)
+        except UnknownCardPayment:
+            return page(pages.not_found_page(language), 404)
+        if ready is None:
+            attempt = cards.attempt(sender_request_number)
+            return redirect(f"/portal/orders/{attempt['bill_reference']}?lang={language}", code=303)
+        fields, action = ready
+        return page(pages.redirect_page(fields, action, language))
 
     @bp.get("/payments/return")
     def payment_return() -> tuple[str, int, dict[str, str]]:
-        order = ledger.return_page_order(request.args.get("session_id"), request.args.get("merchant_request_id"))
-        return _return_page(order), 200 if order else 404, {"Content-Type": "text/html; charset=utf-8"}
-
-    # --- card gateway ---------------------------------------------------------------------------
-    @bp.post("/webhooks/card-gateway")
-    def card_webhook() -> Response:
-        verified("card_gateway_webhook")
-        return jsonify(ledger.card_webhook(read_json("cg-webhook.schema.json")))
+        """PaymentConfirmationRedirectUrl. The query is the browser's word: only the SenderRequestNumber
+        is used, to find the attempt; what the page says comes from the ledger and the gateway."""
+        language = lang()
+        number = request.args.get("SenderRequestNumber", "")
+        if not is_sender_request_number(number):
+            return page(pages.not_found_page(language), 404)
+        try:
+            order = cards.on_return(number)
+        except UnknownCardPayment:
+            return page(pages.not_found_page(language), 404)
+        attempt = cards.attempt(number)
+        query = {k: v for k, v in request.args.items() if k != "lang"}
+        switch = "/payments/return?" + urlencode(dict(query, lang="en" if language == "ar" else "ar"))
+        return page(pages.return_page(order, attempt["status"], catalog, language, switch))
 
     # --- Khales biller --------------------------------------------------------------------------
     @bp.post("/khales/inquiry")
@@ -150,26 +228,3 @@ def _exception(row: dict[str, Any]) -> dict[str, Any]:
                                      "resolution")}
     out["amount"] = format_amount(row["amount"]) if row["amount"] is not None else None
     return out
-
-
-_STATUS_TEXT = {
-    "PAID": ("تم السداد بنجاح", "Paid"), "UNPAID": ("لم يتم السداد بعد", "Not paid yet"),
-    "EXPIRED": ("انتهت صلاحية أمر الدفع", "The payment order expired"),
-    "CANCELLED": ("أمر الدفع ملغى", "The payment order is cancelled"),
-}
-
-
-def _return_page(order: dict[str, Any] | None) -> str:
-    """The page the citizen's browser lands on after the gateway: Arabic first (rtl), English below."""
-    if order is None:
-        body = ("<p>لم نعثر على عملية الدفع هذه.</p>"
-                '<p lang="en" dir="ltr">We could not find this payment.</p>')
-    else:
-        arabic, english = _STATUS_TEXT[order["status"]]
-        ref, amount = html.escape(order["bill_reference"]), html.escape(order["amount"])
-        body = (f'<p class="status status-{order["status"].lower()}">{arabic}</p>'
-                f"<p>الرقم المرجعي: {ref} — المبلغ: {amount} جنيه مصري</p>"
-                f'<p lang="en" dir="ltr">{english}. Bill reference {ref}, amount EGP {amount}.</p>')
-    return ('<!doctype html><html lang="ar" dir="rtl"><head><meta charset="utf-8">'
-            "<title>تحصيل — نتيجة الدفع</title></head><body>"
-            f"<h1>نتيجة الدفع <small lang=\"en\">Payment result</small></h1>{body}</body></html>")

@@ -301,11 +301,22 @@ CONFIRMATION_FIELDS = (
 )  # docs/domain-facts.md, in its order ("AuthoriztionDateTime" sic)
 
 
-def confirmation_xml(values: dict[str, str]) -> bytes:
-    """The confirmation's plaintext: one element per field of ``CONFIRMATION_FIELDS`` (UTF-8, declared
-    as such; an empty value is an empty element)."""
+# The refund notice (assumed; `card_gateway.efinance.notify_refunds`): the same root and the payment's
+# twelve fields, then what the refund was. A receiver that reads only the twelve fields sees the
+# payment again (IsConfirmed true): OperationType is what tells the two apart.
+REFUND_OPERATION = "Refund"
+REFUND_NOTICE_FIELDS = CONFIRMATION_FIELDS + (
+    "OperationType", "RefundRequestNumber", "RefundNumber", "RefundAmount", "RefundedAmount", "RefundDateTime",
+    "Status",
+)
+
+
+def confirmation_xml(values: dict[str, str], fields: tuple[str, ...] = CONFIRMATION_FIELDS) -> bytes:
+    """The confirmation's plaintext: one element per field of ``fields`` (the payment's
+    ``CONFIRMATION_FIELDS`` or a refund notice's ``REFUND_NOTICE_FIELDS``), in that order (UTF-8,
+    declared as such; an empty value is an empty element)."""
     root = ET.Element(CONFIRMATION_ROOT)
-    for name in CONFIRMATION_FIELDS:
+    for name in fields:
         ET.SubElement(root, name).text = values.get(name, "")
     return b'<?xml version="1.0" encoding="utf-8"?>' + ET.tostring(root, encoding="utf-8", xml_declaration=False)
 

@@ -11,6 +11,15 @@ the gateway queues the confirmation "silent call" to ``PaymentConfirmationUrl`` 
 ``SenderID``, ``SenderRequestNumber``, ``RequestObject`` (the confirmation XML under the sender's
 key and IV) and ``Signature`` — on its own courier, acknowledged only by the answer header
 ``Response_Code: 000``; an approval also queues one settlement-feed line per settlement account line.
+
+Each refund (the sender's refund call or the test bench's back-office refund, a chargeback) queues a
+refund notice on the same courier (assumed; ``card_gateway.efinance.notify_refunds``): the payment's
+confirmation fields plus ``OperationType`` ``Refund`` and the refund's numbers and amounts.
+
+Protocol faults (``direction: domain`` kinds declared here, scoped by ``match`` on the request's
+numbers): a confirmation delayed, duplicated, held until the next one of its request, never sent or
+sent with a wrong Signature, and the browser's answer lost after a payment was taken. Every hit is
+kept on the request (``GET /api/efinance/requests/<n>``) with the confirmation it shaped.
 """
 
 from __future__ import annotations
@@ -23,8 +32,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 
-from simulators.common.clock import CAIRO, cairo, iso
-from simulators.common.delivery import Courier, Delivery
+from simulators.common.clock import CAIRO, cairo, iso, parse_duration
+from simulators.common.delivery import PENDING, Courier, Delivery
+from simulators.common.errors import ValidationFailed
 from simulators.common.http import OutboundResponse
 from simulators.common.money import format_amount
 
@@ -38,6 +48,8 @@ from .efinance_crypto import (
     sha256_hex,
 )
 from .efinance_messages import (
+    REFUND_NOTICE_FIELDS,
+    REFUND_OPERATION,
     InitiationRequest,
     Rejection,
     confirmation_xml,
@@ -46,12 +58,13 @@ from .efinance_messages import (
     response_codes,
 )
 from .errors import PaymentRequestNotFound
-from .models import APPROVED, CANCELLED, DECLINED, EXPIRED, OPEN
+from .models import APPROVED, CANCELLED, DECLINED, EXPIRED, OPEN, AttemptOutcome, mechanism_of
 
 if TYPE_CHECKING:
     from simulators.common.component import Component
+    from simulators.common.faults import Fault
 
-    from .models import AttemptOutcome, CardGatewayModel, Session
+    from .models import CardGatewayModel, Session
 
 FORM_FIELDS = ("SenderID", "RandomSecret", "RequestObject", "HashedRequestObject")
 # One published PHP integration spells the hash field "HasedRequestObject": accepted as an alias.
@@ -69,6 +82,21 @@ STATUS_VOCABULARIES: dict[str, dict[str, str]] = {
 }
 _REFUND_ID = re.compile(r"[0-9A-Za-z_-]{1,32}", re.ASCII)
 ACK_HEADER, ACK_CODE = "Response_Code", "000"
+
+# Protocol faults (domain kinds of the card gateway; README "Faults it offers"). The confirmation kinds
+# act when a silent call (a payment's confirmation or a refund notice) is queued, at the domain point
+# "confirmation"; payment_response_lost acts when a card attempt is approved, at the point "payment".
+NEVER_SENT, OUT_OF_ORDER = "confirmation_never_sent", "confirmation_out_of_order"
+DELAYED, DUPLICATED, BAD_SIGNATURE = "confirmation_delayed", "confirmation_duplicated", "confirmation_bad_signature"
+PAYMENT_RESPONSE_LOST = "payment_response_lost"
+CONFIRMATION_FAULTS = (NEVER_SENT, OUT_OF_ORDER, DELAYED, DUPLICATED, BAD_SIGNATURE)  # the order they are asked
+FAULT_KINDS = CONFIRMATION_FAULTS + (PAYMENT_RESPONSE_LOST,)
+CONFIRMATION_POINT, PAYMENT_POINT = "confirmation", "payment"
+FAULT_PARAMS = {DELAYED: {"after"}, OUT_OF_ORDER: {"hold"}, DUPLICATED: {"same_moment"}}
+FAULT_MATCH_KEYS = ("payment_request_number", "sender_request_number", "sender_id", "operation")
+OPERATIONS = ("payment", "refund")  # match.operation: which silent calls a confirmation fault hits
+DEFAULT_HOLD = "1h"
+SUPPRESSED, HELD = "suppressed", "held"  # confirmation states besides the courier's pending/delivered/gave_up
 
 
 def acknowledged(response: OutboundResponse) -> bool:
@@ -114,6 +142,10 @@ class EfinanceRequest:
     transaction_id: str | None = None  # set on approval: the settlement lines are card:<TX>:<n>
     refunds: list[Refund] = field(default_factory=list)
     reversed_per_line: dict[int, int] = field(default_factory=dict)  # settlement line n -> piasters refunded
+    payment_values: dict[str, str] | None = None  # the approval's confirmation fields (refund notices repeat them)
+    notices: dict[str, dict[str, Any]] = field(default_factory=dict)  # delivery id -> kind, faults, duplicate_of...
+    held: list[Delivery] = field(default_factory=list)  # held by confirmation_out_of_order until the next one
+    fault_hits: list[dict[str, Any]] = field(default_factory=list)  # every protocol fault that hit this request
 
 
 @dataclass
@@ -127,6 +159,7 @@ class Refund:
     fingerprint: tuple[str, int]  # (PaymentRequestNumber, amount)
     answer: list[tuple[str, str]]  # the answer's fields as first given (replayed on a repeat)
     lines: list[tuple[int, int]]  # (settlement line n, piasters) the refund reverses
+    origin: str = "sender"  # "sender" (the refund call) | "back_office" (the bank's chargeback, test bench)
 
 
 class EfinanceGateway:
@@ -137,7 +170,10 @@ class EfinanceGateway:
         self.model = model
         own = component.own
         self.identity: GatewayIdentity = load_identity(own, component.clock.now())
-        self.senders = {s.sender_id: s for s in (Sender.from_settings(r) for r in own.get("senders") or [])}
+        senders = [Sender.from_settings(row) for row in own.get("senders") or []]
+        self.senders = {s.sender_id: s for s in senders}
+        if len(self.senders) != len(senders):
+            raise ValueError("card_gateway.senders: two senders have the same id")
         self._lock = threading.RLock()
         self._requests: dict[tuple[str, str], EfinanceRequest] = {}
         self._numbers: dict[str, EfinanceRequest] = {}  # by PaymentRequestNumber
@@ -147,6 +183,7 @@ class EfinanceGateway:
         if self.signature not in SIGNATURE_ALGORITHMS:
             raise ValueError(f"card_gateway.efinance.signature is one of {', '.join(SIGNATURE_ALGORITHMS)}")
         self.notify_declines = bool(settings.get("notify_declines", True))
+        self.notify_refunds = bool(settings.get("notify_refunds", True))
         vocabulary = str(settings.get("status_vocabulary", "unpaid_cancelled"))
         if vocabulary not in STATUS_VOCABULARIES:
             raise ValueError(f"card_gateway.efinance.status_vocabulary is one of {', '.join(STATUS_VOCABULARIES)}")
@@ -157,6 +194,7 @@ class EfinanceGateway:
         self.confirmations = Courier(component, retry, timeout=float(own.get("webhook_timeout_seconds", 5)),
                                      acknowledged=acknowledged)
         model.efinance_outcome = self.on_outcome
+        component.faults.declare(FAULT_KINDS, validate_fault)
 
     def reset(self) -> None:
         with self._lock:
@@ -169,6 +207,11 @@ class EfinanceGateway:
     def get_request(self, sender_id: str, sender_request_number: str) -> EfinanceRequest | None:
         with self._lock:
             return self._requests.get((sender_id, sender_request_number))
+
+    def by_payment_request_number(self, payment_request_number: str) -> EfinanceRequest | None:
+        """The request behind a PaymentRequestNumber (the cash network's Channel API, channel.py)."""
+        with self._lock:
+            return self._numbers.get(payment_request_number)
 
     # --- the operation ------------------------------------------------------------------------
     def initiate(self, form: dict[str, str], language: str) -> tuple[EfinanceRequest, Session, bool]:
@@ -248,6 +291,7 @@ class EfinanceGateway:
                             "amount": format_amount(line.amount)} for line in request.settlement_lines],
                 expires_at=_end_of_cairo_day(request.expiry_date),
                 payment_request_number=number,
+                mechanism=mechanism_of(request.mechanism_type, request.mechanism_mechanism_type),
             )
             record = EfinanceRequest(sender.sender_id, request.sender_request_number, number, session.session_id,
                                      request, key, iv)
@@ -267,7 +311,8 @@ class EfinanceGateway:
     # --- after a card attempt: the silent call and the settlement lines --------------------------
     def on_outcome(self, session: Session, outcome: AttemptOutcome) -> None:
         """Queue the confirmation of one card attempt (a decline too, unless ``notify_declines`` is
-        off) and, for an approval, the settlement lines. Called by the model outside its lock."""
+        off) and, for an approval, the settlement lines. Called by the model outside its lock (in the
+        thread answering the card or OTP post, so ``payment_response_lost`` can drop that answer)."""
         with self._lock:
             record = self._by_session.get(session.session_id)
             if record is None:  # forgotten by a reset between the attempt and now
@@ -276,12 +321,11 @@ class EfinanceGateway:
             if outcome.status == APPROVED:
                 record.transaction_id = outcome.transaction_id
         approved = outcome.status == APPROVED
+        if approved:
+            self._lose_browser_answer(record, outcome)
         if approved or self.notify_declines:
             delivery = self._confirmation(record, session, outcome, key, iv)
-            with self._lock:
-                record.confirmations.append(delivery)
-                record.confirmed[delivery.delivery_id] = approved
-            self.confirmations.send(delivery, outcome.at)
+            self._notify(record, delivery, outcome.at, operation="payment", is_confirmed=approved)
         if approved:
             for delivery in self._collection_lines(record, session, outcome):
                 self.model.queue_delivery(session, delivery, outcome.at)
@@ -298,8 +342,8 @@ class EfinanceGateway:
             "CustomerAuthorizationAmount": format_amount(session.total),
             "AuthorizationCode": (outcome.auth_code or "") if approved else "",
             "TransactionNumber": (outcome.transaction_id or "") if approved else "",
-            "AuthorizingMechanism": "Meeza" if outcome.scheme == "Meeza" else "Card",
-            "AuthorizingInstitution": outcome.scheme,
+            "AuthorizingMechanism": outcome.mechanism,  # Card, Meeza, MobileWallet or Channel: what paid
+            "AuthorizingInstitution": outcome.institution,  # card scheme, wallet provider or Khales
             "AuthoriztionDateTime": cairo(outcome.at).strftime("%Y-%m-%d %H:%M:%S"),
             "ReconciliationDate": reconciliation.isoformat() if reconciliation else "",
             "IsConfirmed": "true" if approved else "false",
@@ -312,12 +356,141 @@ class EfinanceGateway:
     def _confirmation(self, record: EfinanceRequest, session: Session, outcome: AttemptOutcome,
                       key: bytes, iv: bytes) -> Delivery:
         values = self.confirmation_values(record, session, outcome)
+        if outcome.status == APPROVED:
+            with self._lock:
+                record.payment_values = dict(values)  # what each refund notice repeats of the payment
         request_object = aes_encrypt(confirmation_xml(values), key, iv)
         body = {"SenderID": record.sender_id, "SenderRequestNumber": record.sender_request_number,
                 "RequestObject": request_object, "Signature": self.sign(request_object)}
         return Delivery(delivery_id=f"confirmation:{record.payment_request_number}:{outcome.attempt}",
                         kind="efinance_confirmation", url=record.request.confirmation_url, target="reference",
                         secret_name=None, body=body, encoding="form")
+
+    def inbound_fault_attrs(self, *, session_id: str = "", sender_id: str = "", sender_request_number: str = "",
+                            payment_request_number: str = "") -> dict[str, str]:
+        """What an inbound fault's ``match`` can name for a call on a request: the hosted page names it
+        by its session, the status inquiry / refund / cancel by its numbers. A known request gives
+        all three keys; an unknown one only the numbers the call itself carried."""
+        with self._lock:
+            if session_id:
+                record = self._by_session.get(session_id)
+            elif payment_request_number:
+                record = self._numbers.get(payment_request_number)
+            else:
+                record = self._requests.get((sender_id, sender_request_number))
+        if record is not None:
+            return {key: value for key, value in self._fault_attrs(record, "").items() if key != "operation"}
+        given = {"sender_request_number": sender_request_number, "payment_request_number": payment_request_number}
+        return {key: value for key, value in given.items() if value}
+
+    # --- queuing a silent call, shaped by the protocol faults ----------------------------------------
+    @staticmethod
+    def _fault_attrs(record: EfinanceRequest, operation: str) -> dict[str, str]:
+        """What a fault's ``match`` can name (FAULT_MATCH_KEYS): no match means every request."""
+        return {"payment_request_number": record.payment_request_number,
+                "sender_request_number": record.sender_request_number, "sender_id": record.sender_id,
+                "operation": operation}
+
+    @staticmethod
+    def bad_signature(request_object: str) -> str:
+        """``confirmation_bad_signature``: the hex SHA-256 of something else than the RequestObject, so
+        it is never the right Signature (not even under ``signature: none``, whose right value is empty)."""
+        return sha256_hex("not-the-request-object:" + request_object)
+
+    def _notify(self, record: EfinanceRequest, delivery: Delivery, at: datetime, *, operation: str,
+                is_confirmed: bool, info: dict[str, Any] | None = None) -> None:
+        """Queue one silent call (a payment's confirmation or a refund notice) on the confirmation
+        courier, as the confirmation faults declared for this request shape it (each kind asked on its
+        own, so one call can be, say, delayed and duplicated): never sent → listed ``suppressed``;
+        out of order → ``held`` until the request's next silent call is queued or ``params.hold``
+        runs out; delayed → first attempt ``params.after`` later; duplicated → a second delivery of
+        the same form (``<id>:duplicate``, acknowledged and retried on its own), both at once from two
+        threads with ``params.same_moment``; bad signature → a wrong ``Signature`` on every attempt.
+        A silent call that is sent releases the request's held ones right behind it."""
+        take, attrs = self.component.faults.take, self._fault_attrs(record, operation)
+        hits: list[Fault] = []
+        for kind in CONFIRMATION_FAULTS:
+            fault = take("domain", CONFIRMATION_POINT, kinds=(kind,), **attrs)
+            if fault is not None:
+                hits.append(fault)
+                if kind == NEVER_SENT:
+                    break  # nothing is sent, so nothing else can shape it (the other counts are kept)
+        by_kind = {fault.kind: fault for fault in hits}
+        if BAD_SIGNATURE in by_kind:
+            delivery.body["Signature"] = self.bad_signature(str(delivery.body["RequestObject"]))
+        deliveries = [delivery]
+        if DUPLICATED in by_kind:
+            deliveries.append(Delivery(delivery_id=f"{delivery.delivery_id}:duplicate", kind=delivery.kind,
+                                       url=delivery.url, target=delivery.target, secret_name=delivery.secret_name,
+                                       body=dict(delivery.body), encoding=delivery.encoding))
+        if DELAYED in by_kind:
+            at = at + parse_duration(by_kind[DELAYED].params["after"])
+        held_until = (at + parse_duration(by_kind[OUT_OF_ORDER].params.get("hold", DEFAULT_HOLD))
+                      if OUT_OF_ORDER in by_kind else None)
+        shaped_by = [{"id": fault.id, "kind": fault.kind} for fault in hits]
+        released: list[Delivery] = []
+        with self._lock:
+            for item in deliveries:
+                record.confirmations.append(item)
+                record.confirmed[item.delivery_id] = is_confirmed
+                record.notices[item.delivery_id] = dict(
+                    info or {}, kind=operation, faults=shaped_by,
+                    duplicate_of=delivery.delivery_id if item is not delivery else None)
+            record.fault_hits.extend({"fault_id": fault.id, "kind": fault.kind, "at": iso(self.component.clock.now()),
+                                      "confirmation_id": delivery.delivery_id} for fault in hits)
+            if NEVER_SENT in by_kind:
+                for item in deliveries:
+                    item.state = SUPPRESSED
+                return
+            if held_until is not None:
+                for item in deliveries:
+                    item.state, item.next_attempt_at = HELD, held_until
+                record.held.extend(deliveries)
+            else:
+                released, record.held = list(record.held), []
+                for item in released:
+                    item.state = PENDING
+        if held_until is not None:
+            ids = [item.delivery_id for item in deliveries]
+            self.component.scheduler.schedule(held_until, f"card_gateway.efinance_hold:{ids[0]}",
+                                              lambda: self._release(record, ids))
+            return
+        if DUPLICATED in by_kind and by_kind[DUPLICATED].params.get("same_moment"):
+            self.confirmations.send_together(deliveries, at)
+        else:
+            for item in deliveries:
+                self.confirmations.send(item, at)
+        for item in released:  # scheduled after the call just queued, at its instant: it goes right behind
+            self.confirmations.send(item, at)
+
+    def _release(self, record: EfinanceRequest, delivery_ids: list[str]) -> None:
+        """The hold of an out-of-order silent call ran out with nothing after it: it is sent now."""
+        with self._lock:
+            if self._numbers.get(record.payment_request_number) is not record:
+                return  # forgotten by a reset
+            due = [item for item in record.held if item.delivery_id in delivery_ids and item.state == HELD]
+            record.held = [item for item in record.held if item not in due]
+            for item in due:
+                item.state = PENDING
+        now = self.component.clock.now()
+        for item in due:
+            self.confirmations.send(item, now)
+
+    def _lose_browser_answer(self, record: EfinanceRequest, outcome: AttemptOutcome) -> None:
+        """``payment_response_lost``: the payment is taken (approved, its silent call and settlement
+        lines queued) but the browser that posted the card or the OTP gets no answer (the connection
+        is cut after the work, like the inbound ``drop_response`` fault). An approval decided by
+        scheduled work has no browser waiting, nor has cash taken at a Khales outlet (the outlet's call is
+        not the hosted page): the fault is then not asked (its count is kept)."""
+        if not self.component.serving_request() or getattr(outcome, "mechanism", None) == "Channel":
+            return
+        fault = self.component.faults.take("domain", PAYMENT_POINT, kinds=(PAYMENT_RESPONSE_LOST,),
+                                           **self._fault_attrs(record, "payment"))
+        if fault is None or not self.component.drop_answer(fault):
+            return
+        with self._lock:
+            record.fault_hits.append({"fault_id": fault.id, "kind": fault.kind, "at": iso(outcome.at),
+                                      "confirmation_id": None, "attempt": outcome.attempt})
 
     def _collection_lines(self, record: EfinanceRequest, session: Session, outcome: AttemptOutcome) -> list[Delivery]:
         """One ``st-collection`` line per settlement account line of the request (the money is split
@@ -327,7 +500,7 @@ class EfinanceGateway:
             body = {
                 "collection_id": f"card:{outcome.transaction_id}:{i}",
                 "type": "payment",
-                "channel": "card",
+                "channel": outcome.channel,  # cash when a Khales outlet took it (Channel)
                 "source": "card_gateway",
                 "governorate_code": session.governorate_code,
                 "bill_reference": record.payment_request_number,
@@ -337,6 +510,8 @@ class EfinanceGateway:
                 "collected_at": iso(outcome.at),
                 "transaction_number": outcome.transaction_id,
                 "settlement_account_code": line.account_code,
+                # the silent call's ReconciliationDate: e-finance settles the line on that business date
+                "reconciliation_date": self.component.calendar.business_date(outcome.at).isoformat(),
             }
             deliveries.append(Delivery(delivery_id=body["collection_id"], kind="collection",
                                        url=f"{self.component.url_of('settlement')}/api/collections",
@@ -431,16 +606,45 @@ class EfinanceGateway:
         amount = parse_xml_amount(form["Amount"], "Amount")
         if amount <= 0:
             raise Rejection("INVALID_AMOUNT", "Amount must be greater than zero", field="Amount")
-        session = self.model.get_session(record.session_id)
-        fingerprint = (record.payment_request_number, amount)
-        deliveries: list[Delivery] = []
+        return self._refund(sender.sender_id, record, refund_id, amount, origin="sender")
+
+    def back_office_refund(self, payment_request_number: str, amount: int | None,
+                           refund_request_number: str | None) -> tuple[list[tuple[str, str]], bool]:
+        """e-finance refunding at the bank's request (a chargeback or dispute; the test bench's
+        back-office call): the sender's refund rules and codes, ``amount`` None = all that is still
+        refundable, ``refund_request_number`` None = a generated one (``BO-`` + 12 hex). The id shares
+        the sender's RefundRequestNumber space, so a repeat replays the first answer."""
         with self._lock:
-            known = self._refunds.get((sender.sender_id, refund_id))
+            record = self._numbers.get(payment_request_number)
+            if record is not None and refund_request_number is None:
+                while True:
+                    refund_request_number = f"BO-{secrets.token_hex(6).upper()}"
+                    if (record.sender_id, refund_request_number) not in self._refunds:
+                        break
+        if record is None or refund_request_number is None:
+            raise PaymentRequestNotFound(f"no payment request {payment_request_number}",
+                                         field="payment_request_number")
+        if amount is not None and amount <= 0:
+            raise Rejection("INVALID_AMOUNT", "Amount must be greater than zero", field="Amount")
+        return self._refund(record.sender_id, record, refund_request_number, amount, origin="back_office")
+
+    def _refund(self, sender_id: str, record: EfinanceRequest, refund_id: str, amount: int | None,
+                origin: str) -> tuple[list[tuple[str, str]], bool]:
+        """One refund of ``record`` (``amount`` None: all that is refundable), checked in the README's
+        order (idempotency 143, state 144/141, amount 142) before anything changes; then the reversal
+        lines to settlement and, with ``notify_refunds``, the refund notice to PaymentConfirmationUrl."""
+        session = self.model.get_session(record.session_id)
+        deliveries: list[Delivery] = []
+        notice: Delivery | None = None
+        with self._lock:
+            known = self._refunds.get((sender_id, refund_id))
             if known is not None:
-                if known[1].fingerprint != fingerprint:
+                prior = known[1]
+                if prior.fingerprint[0] != record.payment_request_number or (amount is not None
+                                                                             and prior.amount != amount):
                     raise Rejection("REFUND_ID_CONFLICT", f"RefundRequestNumber {refund_id} was already used for "
                                     "another refund", field="RefundRequestNumber")
-                return list(known[1].answer), False
+                return list(prior.answer), False
             state = self._state(record, session)
             if state == "cancelled":
                 raise Rejection("ALREADY_CANCELLED", "a cancelled request cannot be refunded",
@@ -449,6 +653,11 @@ class EfinanceGateway:
                 raise Rejection("NOT_PAID", f"the request is {self.vocabulary[state]}, not paid",
                                 field="PaymentRequestNumber")
             refunded = sum(r.amount for r in record.refunds)
+            if amount is None:
+                amount = session.amount - refunded
+                if amount <= 0:
+                    raise Rejection("REFUND_EXCEEDS_PAYMENT", f"nothing is left to refund: all "
+                                    f"{format_amount(session.amount)} paid is refunded", field="Amount")
             if refunded + amount > session.amount:
                 raise Rejection("REFUND_EXCEEDS_PAYMENT", f"refunds would reach {format_amount(refunded + amount)}, "
                                 f"above the {format_amount(session.amount)} paid", field="Amount")
@@ -457,9 +666,10 @@ class EfinanceGateway:
             lines = self._allocate(record, amount)
             for n, part in lines:
                 record.reversed_per_line[n] = record.reversed_per_line.get(n, 0) + part
-            refund = Refund(refund_id, number, amount, now, fingerprint, [], lines)
+            refund = Refund(refund_id, number, amount, now, (record.payment_request_number, amount), [], lines,
+                            origin=origin)
             record.refunds.append(refund)
-            self._refunds[(sender.sender_id, refund_id)] = (record, refund)
+            self._refunds[(sender_id, refund_id)] = (record, refund)
             self._refund_numbers.add(number)
             total = refunded + amount
             refund.answer = [
@@ -475,9 +685,49 @@ class EfinanceGateway:
                 ("RefundDateTime", cairo(now).strftime("%Y-%m-%d %H:%M:%S")),
             ]
             deliveries = self._reversal_lines(record, session, refund)
+            if self.notify_refunds:
+                notice = self._refund_notice(record, session, refund)
         for delivery in deliveries:
             self.model.queue_delivery(session, delivery, refund.at)
+        if notice is not None:
+            self._notify(record, notice, refund.at, operation="refund", is_confirmed=True,
+                         info={"refund_number": refund.refund_number,
+                               "refund_request_number": refund.refund_request_number})
         return list(refund.answer), True
+
+    def _payment_values(self, record: EfinanceRequest, session: Session) -> dict[str, str]:
+        """The approval's twelve confirmation fields, as its silent call carried them (rebuilt from the
+        session if the approval came another way and none were kept). The caller holds the lock."""
+        if record.payment_values is not None:
+            return dict(record.payment_values)
+        approval = AttemptOutcome(attempt=session.attempts, status=APPROVED,
+                                  at=session.approved_at or self.component.clock.now(),
+                                  transaction_id=session.transaction_id, auth_code=session.auth_code,
+                                  scheme=(session.card or {}).get("scheme", ""), decline_reason=None)
+        return self.confirmation_values(record, session, approval)
+
+    def _refund_notice(self, record: EfinanceRequest, session: Session, refund: Refund) -> Delivery:
+        """The refund notice (assumed shape, README): the confirmation form of the payment (same root,
+        same twelve fields: IsConfirmed true, its TransactionNumber, AuthorizationCode,
+        ReconciliationDate...) plus OperationType ``Refund`` and the refund, under the sender's key
+        and IV. The caller holds the lock (the refund's answer is already built)."""
+        answer = dict(refund.answer)
+        values = self._payment_values(record, session)
+        values.update({
+            "OperationType": REFUND_OPERATION,
+            "RefundRequestNumber": refund.refund_request_number,
+            "RefundNumber": refund.refund_number,
+            "RefundAmount": format_amount(refund.amount),
+            "RefundedAmount": answer["RefundedAmount"],
+            "RefundDateTime": answer["RefundDateTime"],
+            "Status": answer["Status"],
+        })
+        request_object = aes_encrypt(confirmation_xml(values, REFUND_NOTICE_FIELDS), record.key, record.iv)
+        body = {"SenderID": record.sender_id, "SenderRequestNumber": record.sender_request_number,
+                "RequestObject": request_object, "Signature": self.sign(request_object)}
+        return Delivery(delivery_id=f"refund:{record.payment_request_number}:{refund.refund_number}",
+                        kind="efinance_refund", url=record.request.confirmation_url, target="reference",
+                        secret_name=None, body=body, encoding="form")
 
     def _allocate(self, record: EfinanceRequest, amount: int) -> list[tuple[int, int]]:
         """Split a refund over the settlement lines from the first line onward (each line up to what
@@ -503,7 +753,7 @@ class EfinanceGateway:
             body = {
                 "collection_id": f"{original}:refund:{refund.refund_number}",
                 "type": "reversal",
-                "channel": "card",
+                "channel": session.settlement_channel,  # the channel of the payment it reverses
                 "source": "card_gateway",
                 "governorate_code": session.governorate_code,
                 "bill_reference": record.payment_request_number,
@@ -563,7 +813,7 @@ class EfinanceGateway:
         session = self.model.get_session(record.session_id)
         feed = self.model.collection_deliveries(session)
         with self._lock:
-            hooks = list(record.confirmations)
+            hooks = [self._confirmation_dict(record, d) for d in record.confirmations]
             return {
                 "payment_request_number": record.payment_request_number,
                 "sender_id": record.sender_id,
@@ -571,13 +821,14 @@ class EfinanceGateway:
                 "session_id": record.session_id,
                 "status": self.model.session_dict(session)["status"],
                 "refunds": [{"refund_request_number": r.refund_request_number, "refund_number": r.refund_number,
-                             "amount": format_amount(r.amount), "at": iso(r.at),
+                             "amount": format_amount(r.amount), "at": iso(r.at), "origin": r.origin,
                              "lines": [{"line": n, "amount": format_amount(a)} for n, a in r.lines]}
                             for r in record.refunds],
                 "confirmation_url": record.request.confirmation_url,
                 "redirect_url": record.request.redirect_url,
-                "confirmations": [self._confirmation_dict(record, d) for d in hooks],
-                "attempts": [dict(a, confirmation_id=d.delivery_id) for d in hooks for a in d.attempts],
+                "confirmations": hooks,
+                "attempts": [dict(a, confirmation_id=row["id"]) for row in hooks for a in row["attempts"]],
+                "faults": [dict(hit) for hit in record.fault_hits],
                 "settlement_feed": [dict(d.to_dict(), settlement_account_code=d.body.get("settlement_account_code"))
                                     for d in feed],
             }
@@ -591,9 +842,64 @@ class EfinanceGateway:
 
     @staticmethod
     def _confirmation_dict(record: EfinanceRequest, delivery: Delivery) -> dict[str, Any]:
-        return dict(delivery.to_dict(), payment_request_number=record.payment_request_number,
-                    sender_request_number=record.sender_request_number,
-                    is_confirmed=record.confirmed.get(delivery.delivery_id, False))
+        """One silent call for the inspection: ``kind`` payment | refund, the faults that shaped it
+        (``faults``, also on each attempt they acted on), ``duplicate_of`` for a duplicate's copy,
+        ``held_until`` while held. The caller holds the lock."""
+        notice = record.notices.get(delivery.delivery_id, {})
+        faults = list(notice.get("faults") or [])
+        row = dict(delivery.to_dict(), payment_request_number=record.payment_request_number,
+                   sender_request_number=record.sender_request_number,
+                   is_confirmed=record.confirmed.get(delivery.delivery_id, False),
+                   kind=notice.get("kind", "payment"), faults=faults, duplicate_of=notice.get("duplicate_of"))
+        for name in ("refund_number", "refund_request_number"):
+            if notice.get(name):
+                row[name] = notice[name]
+        if delivery.state == HELD and delivery.next_attempt_at is not None:
+            row["held_until"] = iso(delivery.next_attempt_at)
+        row["attempts"] = [dict(a, faults=[f for f in faults if f["kind"] == BAD_SIGNATURE or a["attempt"] == 1])
+                           for a in row["attempts"]]
+        return row
+
+
+def validate_fault(spec: dict[str, Any]) -> None:
+    """Refuse (422 naming the field) a protocol fault the gateway could not apply as written: a
+    ``match`` key it does not know (a typo would silently never hit), params another kind takes, a
+    bad ``params.after`` / ``params.hold`` duration, a non-boolean ``params.same_moment``, or an
+    ``endpoint`` / ``method`` / ``target`` (these faults are scoped by ``match`` only)."""
+    kind = str(spec.get("kind"))
+    point = PAYMENT_POINT if kind == PAYMENT_RESPONSE_LOST else CONFIRMATION_POINT
+    if spec.get("endpoint") is not None and spec["endpoint"] != point:
+        raise ValidationFailed(f"a {kind} fault acts at the point {point!r}: leave endpoint out or say {point!r}",
+                               field="endpoint")
+    for name in ("method", "target"):
+        if spec.get(name) is not None:
+            raise ValidationFailed(f"{name} does not scope a {kind} fault; use match", field=name)
+    match = spec.get("match") or {}
+    keys = FAULT_MATCH_KEYS if kind != PAYMENT_RESPONSE_LOST else FAULT_MATCH_KEYS[:3]
+    for key, value in match.items():
+        if key not in keys:
+            raise ValidationFailed(f"a {kind} fault matches on {', '.join(keys)}, not {str(key)[:40]!r}",
+                                   field=f"match.{key}")
+        if key == "operation" and value not in OPERATIONS:
+            raise ValidationFailed(f"match.operation is one of {', '.join(OPERATIONS)}", field="match.operation")
+    params = spec.get("params") or {}
+    allowed = FAULT_PARAMS.get(kind, set())
+    for name in params:
+        if name not in allowed:
+            raise ValidationFailed(f"a {kind} fault takes {', '.join(sorted(allowed)) or 'no params'}, "
+                                   f"not {str(name)[:40]!r}", field=f"params.{name}")
+    if kind == DELAYED and "after" not in params:
+        raise ValidationFailed("params.after is required: how much later the first attempt is sent (e.g. '10m')",
+                               field="params.after")
+    for name in ("after", "hold"):
+        if name in params:
+            try:
+                if parse_duration(params[name]).total_seconds() <= 0:
+                    raise ValueError("a duration greater than zero is needed")
+            except ValueError as exc:
+                raise ValidationFailed(f"params.{name}: {exc}", field=f"params.{name}") from None
+    if "same_moment" in params and not isinstance(params["same_moment"], bool):
+        raise ValidationFailed("params.same_moment is true or false", field="params.same_moment")
 
 
 def _end_of_cairo_day(day: Any) -> datetime:

@@ -83,3 +83,74 @@ class ChallengeExpired(ApiError):
 
     code = "THREE_DS_CHALLENGE_EXPIRED"
     status = 410
+
+
+# --- payment mechanisms on the hosted page (issue 3) ----------------------------------------------
+class MechanismMismatch(InvalidCardInput):
+    """Raised when a card of another scheme is posted for a request that asks for Meeza (nothing
+    changes; the form is shown again naming ``card_number``)."""
+
+    code = "MECHANISM_MISMATCH"
+    status = 422
+
+
+class MechanismNotOffered(ApiError):
+    """Raised when the page or a form asks for a payment mechanism the request does not offer (or
+    ``?mechanism=`` is not one of Card, Meeza, MobileWallet, Channel)."""
+
+    code = "MECHANISM_NOT_OFFERED"
+    status = 422
+
+
+class InvalidWalletInput(ApiError):
+    """Raised when the wallet form's mobile number is not an Egyptian mobile (010/011/012/015 and
+    eight digits); nothing changes."""
+
+    code = "INVALID_WALLET_INPUT"
+    status = 422
+
+
+# --- the cash network's Channel API (channel.py; assumed) -----------------------------------------
+class ChannelNotOffered(Conflict):
+    """Raised when a Khales outlet inquires or pays a request that is not payable in cash: its
+    mechanism is Card, Meeza or MobileWallet, or NotSet and the citizen has not picked Channel."""
+
+    code = "CHANNEL_NOT_OFFERED"
+
+
+class ChannelAlreadyPaid(Conflict):
+    """Raised when a Khales outlet pays a request that is already paid (by any mechanism)."""
+
+    code = "ALREADY_PAID"
+
+
+class ChannelRequestExpired(ApiError):
+    """Raised when a Khales outlet pays a request past its expiry."""
+
+    code = "PAYMENT_REQUEST_EXPIRED"
+    status = 410
+
+
+class ChannelRequestCancelled(ApiError):
+    """Raised when a Khales outlet pays a request its sender cancelled."""
+
+    code = "PAYMENT_REQUEST_CANCELLED"
+    status = 410
+
+
+class TransactionReversed(Conflict):
+    """Raised when a Khales payment arrives (again) under a ``khales_transaction_id`` that a reversal
+    already voided: a late payment must never be taken after its reversal."""
+
+    code = "TRANSACTION_REVERSED"
+
+
+# --- the test bench's back-office refund (efinance_views.py) -------------------------------------
+class BackOfficeRefundRefused(ApiError):
+    """Raised when a back-office refund breaks a rule of the sender's refund call: the same checks,
+    as JSON; ``code`` is the ResponseCode's name (NOT_PAID, REFUND_EXCEEDS_PAYMENT,
+    REFUND_ID_CONFLICT, ALREADY_CANCELLED, INVALID_AMOUNT) with its HTTP status, ``details`` the
+    ``response_code`` the sender's call would have given."""
+
+    code = "REFUND_REFUSED"
+    status = 409

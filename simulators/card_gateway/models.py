@@ -7,6 +7,13 @@ request thread never waits on another party.
 
 Card data rule (DESIGN.md): the full card number and the CVV are used to pick the outcome and are
 then dropped; a session keeps only BIN, last four and scheme.
+
+Payment mechanisms (docs/domain-facts.md: e-finance's ``PaymentMechanism`` types): a session offers
+``Card``, ``Meeza`` (Meeza cards only), ``MobileWallet`` (mobile number, then an OTP), ``Channel``
+(cash at a Khales outlet against the PaymentRequestNumber, see ``channel.py``) or ``NotSet`` (the
+citizen picks). Every decided attempt, whatever paid, goes through :meth:`CardGatewayModel._complete`,
+so the webhook / e-finance silent call and the settlement lines have one path. A wallet keeps only
+its masked number (``010****1234``) and provider; the OTP is never kept.
 """
 
 from __future__ import annotations
@@ -31,7 +38,11 @@ from .errors import (
     AmountMismatch,
     ChallengeExpired,
     ChallengeNotPending,
+    ChannelNotOffered,
     InvalidCardInput,
+    InvalidWalletInput,
+    MechanismMismatch,
+    MechanismNotOffered,
     RequestIdConflict,
     SessionAlreadyPaid,
     SessionCancelled,
@@ -53,6 +64,22 @@ DEFAULT_CHALLENGE_SECONDS = 300
 DEFAULT_OTP_TRIES = 3
 THREE_DS_FAILED, THREE_DS_TIMEOUT = "THREE_DS_FAILED", "THREE_DS_TIMEOUT"
 PENDING, PASSED, FAILED, TIMED_OUT, ABANDONED = "pending", "passed", "failed", "timed_out", "abandoned"
+# Payment mechanisms (docs/domain-facts.md). NotSet is not a way to pay: the citizen picks one of the others.
+CARD, MEEZA, WALLET, CHANNEL, NOT_SET = "Card", "Meeza", "MobileWallet", "Channel", "NotSet"
+PAYABLE_MECHANISMS = (CARD, MEEZA, WALLET, CHANNEL)
+MEEZA_BINS = ("507803", "507808")  # the national scheme (docs/domain-facts.md; simulators.common.egypt)
+CHANNEL_INSTITUTION = "Khales"  # AuthorizingInstitution of a cash payment at an outlet (assumed)
+# Challenge kinds: a 3-D Secure OTP for an enrolled card, a wallet's OTP (assumed: same rules, own settings).
+THREE_DS, WALLET_OTP = "three_ds", "wallet"
+WALLET_OTP_FAILED, WALLET_OTP_TIMEOUT = "WALLET_OTP_FAILED", "WALLET_OTP_TIMEOUT"
+_FAILED_REASON = {THREE_DS: THREE_DS_FAILED, WALLET_OTP: WALLET_OTP_FAILED}
+_TIMEOUT_REASON = {THREE_DS: THREE_DS_TIMEOUT, WALLET_OTP: WALLET_OTP_TIMEOUT}
+_EXPIRED_CODE = {THREE_DS: "THREE_DS_CHALLENGE_EXPIRED", WALLET_OTP: "WALLET_OTP_EXPIRED"}
+_TIMEOUT_TASK = {THREE_DS: "card_gateway.three_ds_timeout", WALLET_OTP: "card_gateway.wallet_otp_timeout"}
+# An Egyptian mobile number (docs/domain-facts.md): 010, 011, 012 or 015 and eight digits.
+_MOBILE = re.compile(r"01[0125][0-9]{8}", re.ASCII)
+# Assumed wallet providers by prefix (shipped in contracts/test-cards.yaml ``wallet_providers``).
+DEFAULT_WALLET_PROVIDERS = {"010": "Vodafone Cash", "011": "e& cash", "012": "Orange Cash", "015": "WE Pay"}
 
 
 @dataclass(frozen=True)
@@ -75,6 +102,7 @@ class Challenge:
     expires_at: datetime
     tries_left: int
     state: str = PENDING  # pending | passed | failed | timed_out | abandoned
+    kind: str = THREE_DS  # three_ds (an enrolled card) | wallet (a mobile wallet's OTP)
 
 
 @dataclass
@@ -108,7 +136,23 @@ class Session:
     protocol: str = "json"  # "json" (merchant API) | "efinance" (encrypted initiation, efinance_model.py)
     payment_request_number: str | None = None  # e-finance sessions: the gateway's PaymentRequestNumber
     cancelled_at: datetime | None = None
-    challenge: Challenge | None = None  # the latest 3-D Secure challenge (pending or how it ended)
+    challenge: Challenge | None = None  # the latest OTP challenge, 3-D Secure or wallet (pending or how it ended)
+    mechanism: str = CARD  # what the request offers: Card, Meeza, MobileWallet, Channel or NotSet (citizen picks)
+    last_mechanism: str | None = None  # what made the latest decided attempt (Card, Meeza, MobileWallet, Channel)
+    wallet: dict[str, str] | None = None  # the latest wallet attempt: masked mobile and provider, never the number
+    channel_chosen_at: datetime | None = None  # NotSet: when the citizen picked cash at Khales on the page
+    channel_payment: dict[str, str] | None = None  # the Khales payment that paid it (outlet, transaction id)
+
+    @property
+    def settlement_channel(self) -> str:
+        """The settlement feed's ``channel`` of this session's money: cash when Khales collected it."""
+        return "cash" if self.last_mechanism == CHANNEL else "card"
+
+    @property
+    def channel_offered(self) -> bool:
+        """May a Khales outlet take cash for it: a Channel request, or NotSet once the citizen picked Channel."""
+        return self.protocol == "efinance" and (
+            self.mechanism == CHANNEL or (self.mechanism == NOT_SET and self.channel_chosen_at is not None))
 
     @property
     def total(self) -> int:
@@ -165,8 +209,19 @@ class AttemptOutcome:
     at: datetime
     transaction_id: str | None
     auth_code: str | None
-    scheme: str
+    scheme: str  # the card scheme, the wallet provider, or Khales: the AuthorizingInstitution
     decline_reason: str | None
+    mechanism: str = CARD  # the AuthorizingMechanism: Card, Meeza, MobileWallet or Channel
+
+    @property
+    def institution(self) -> str:
+        """The silent call's AuthorizingInstitution: the scheme field already names whoever authorised."""
+        return self.scheme
+
+    @property
+    def channel(self) -> str:
+        """The settlement feed's ``channel`` (st-collection): cash for a payment at a Khales outlet."""
+        return "cash" if self.mechanism == CHANNEL else "card"
 
 
 class CardGatewayModel:
@@ -186,6 +241,9 @@ class CardGatewayModel:
         self._test_cards = {str(c["number"]): c for c in cards.get("cards", [])}
         self._expiry_rules = {str(k): str(v) for k, v in (cards.get("expiry_rules") or {}).items()}
         self._cvv_rules = {str(k): str(v) for k, v in (cards.get("cvv_rules") or {}).items()}
+        self._wallets = {str(w["mobile"]): w for w in cards.get("wallets") or []}
+        self.wallet_providers = {str(k): str(v) for k, v in
+                                 (cards.get("wallet_providers") or DEFAULT_WALLET_PROVIDERS).items()}
         self.test_cards = cards  # the published table (GET /test-cards)
         # Set by efinance_model.EfinanceGateway: called after each card attempt on an e-finance
         # session, outside this model's lock (the gateway's lock is taken before this one elsewhere).
@@ -262,7 +320,7 @@ class CardGatewayModel:
     def open_efinance_session(self, *, merchant_request_id: str, merchant_reference: str, amount: int,
                               governorate_code: str, service_code: str, return_url: str, webhook_url: str,
                               language: str, description: str | None, fee_lines: list[dict[str, Any]],
-                              expires_at: datetime, payment_request_number: str) -> Session:
+                              expires_at: datetime, payment_request_number: str, mechanism: str = NOT_SET) -> Session:
         """A session for an e-finance initiation request (``efinance_model.py`` checked it and keeps
         its own idempotency index; the merchant API's ``merchant_request_id`` index is not used)."""
         own = self.component.own
@@ -280,7 +338,7 @@ class CardGatewayModel:
                 payment_url=f"{self.component.url_of('card_gateway')}/pay/{session_id}",
                 language=language, description=description, fee_lines=[dict(line) for line in fee_lines],
                 created_at=now, expires_at=min(now + ttl, expires_at), protocol="efinance",
-                payment_request_number=payment_request_number,
+                payment_request_number=payment_request_number, mechanism=mechanism,
             )
             self._sessions[session_id] = session
             return session
@@ -335,19 +393,87 @@ class CardGatewayModel:
                 session.cancelled_at = now
             return status, session
 
-    def pay(self, session_id: str, card_number: str, expiry: str, cvv: str) -> Session:
+    # --- payment mechanisms ---------------------------------------------------------------------
+    def page_mechanism(self, session: Session, requested: str | None) -> str:
+        """The mechanism the page shows: the request's own, or for NotSet the citizen's pick
+        (``?mechanism=``, the card form until they pick). A value the request does not offer raises
+        :class:`MechanismNotOffered` (the page answers 422 naming ``mechanism``)."""
+        if not requested:
+            return session.mechanism if session.mechanism != NOT_SET else CARD
+        if requested not in PAYABLE_MECHANISMS:
+            raise MechanismNotOffered(f"mechanism must be one of {', '.join(PAYABLE_MECHANISMS)}",
+                                      field="mechanism")
+        if session.mechanism not in (NOT_SET, requested):
+            raise MechanismNotOffered(f"this payment is paid by {session.mechanism}, not by {requested}",
+                                      field="mechanism")
+        return requested
+
+    def _card_mechanism(self, session: Session, requested: str | None) -> str:
+        """Card or Meeza: what a posted card form pays with (NotSet: the form's ``mechanism``, Card
+        by default); a session that is not paid by card refuses the form."""
+        mechanism = self.page_mechanism(session, (requested or "").strip() or None)
+        if mechanism not in (CARD, MEEZA):
+            raise MechanismNotOffered(f"this payment is paid by {mechanism}, not by card", field="mechanism")
+        return mechanism
+
+    def choose_channel(self, session_id: str) -> Session:
+        """The citizen picked cash at a Khales outlet (or the request asked for it): from now on the
+        PaymentRequestNumber is payable at an outlet. Showing it again changes nothing more."""
+        with self._lock:
+            session = self.payable_session(session_id)
+            if session.protocol != "efinance" or session.mechanism not in (CHANNEL, NOT_SET):
+                raise MechanismNotOffered("this payment cannot be paid in cash at a Khales outlet",
+                                          field="mechanism")
+            if session.mechanism == NOT_SET and session.channel_chosen_at is None:
+                session.channel_chosen_at = self.component.clock.now()
+            return session
+
+    def pay_channel(self, session_id: str, payment: dict[str, str]) -> Session:
+        """Cash taken at a Khales outlet (``channel.py`` checked the amount and keeps the cash
+        network's idempotency): approved through the one completion path of every attempt."""
+        session = self.payable_session(session_id)
+        if not session.channel_offered:
+            raise ChannelNotOffered(f"payment request {session.payment_request_number} is not payable at an "
+                                    "outlet", field="payment_request_number")
+        return self._complete(session_id, {"mechanism": CHANNEL, **payment},
+                              CardOutcome(APPROVED, None, CHANNEL_INSTITUTION))
+
+    def pay_wallet(self, session_id: str, mobile: str) -> Challenge:
+        """A mobile wallet's number: the outcome comes from the published test wallets and waits for
+        the wallet's OTP (the 3-D Secure machinery, kind ``wallet``). Only the masked number is kept."""
+        session = self.payable_session(session_id)
+        if session.mechanism not in (WALLET, NOT_SET):
+            raise MechanismNotOffered(f"this payment is paid by {session.mechanism}, not by a mobile wallet",
+                                      field="mechanism")
+        number = normalise_mobile(mobile)
+        if not _MOBILE.fullmatch(number):
+            raise InvalidWalletInput("the wallet number must be an Egyptian mobile number: 010, 011, 012 or 015 "
+                                     "and eight digits", field="mobile")
+        listed = self._wallets.get(number) or {}
+        provider = str(listed.get("provider") or self.wallet_providers.get(number[:3], "Unknown"))
+        status = str(listed.get("outcome", APPROVED))
+        reason = listed.get("decline_reason") or (None if status == APPROVED else "DECLINED")
+        wallet = {"mechanism": WALLET, "mobile": mask_mobile(number), "provider": provider}
+        del number, mobile  # only the masked number goes further
+        return self._start_challenge(session_id, wallet, CardOutcome(status, reason, provider), kind=WALLET_OTP)
+
+    def pay(self, session_id: str, card_number: str, expiry: str, cvv: str, mechanism: str | None = None) -> Session:
         """Try a card on a session: approve or decline it, then queue the webhook (and settlement);
         for an e-finance session, hand the outcome to ``efinance_outcome`` (the silent call) instead.
 
-        Malformed card input raises :class:`InvalidCardInput` before anything changes. The card
+        Malformed card input raises :class:`InvalidCardInput` before anything changes; a session
+        that asks for Meeza refuses another scheme's card (:class:`MechanismMismatch`). The card
         number and CVV are not kept: only BIN, last four and scheme survive this call.
         """
-        self.payable_session(session_id)  # 404 / 409 / 410 come before any complaint about the card
+        session = self.payable_session(session_id)  # 404 / 409 / 410 come before any complaint about the card
+        paying_with = self._card_mechanism(session, mechanism)
         number = re.sub(r"[ -]", "", card_number or "")  # "4111 1111-1111 1111" as people type it
         if not ascii_digits(number, length=(12, 19)):
             raise InvalidCardInput("the card number must be 12 to 19 digits", field="card_number")
         if not luhn_valid(number):
             raise InvalidCardInput("the card number fails the Luhn check", field="card_number")
+        if paying_with == MEEZA and not number.startswith(MEEZA_BINS):
+            raise MechanismMismatch("only Meeza cards (BIN 507803 or 507808) pay this request", field="card_number")
         expiry = (expiry or "").strip()
         if not _EXPIRY.fullmatch(expiry):
             raise InvalidCardInput("the expiry date must be MM/YY", field="expiry")
@@ -367,14 +493,24 @@ class CardGatewayModel:
     def _complete(self, session_id: str, card: dict[str, str], outcome: CardOutcome) -> Session:
         """Decide a card attempt: record the outcome, then queue the webhook (and settlement), or for
         an e-finance session hand it to ``efinance_outcome`` (the silent call). The one completion
-        path of a non-enrolled card, a passed 3-D Secure challenge and a failed one."""
+        path of a non-enrolled card, a passed 3-D Secure challenge and a failed one, a wallet's OTP
+        and a cash payment at a Khales outlet (``card`` is then the wallet or the outlet payment,
+        with its ``mechanism``)."""
+        mechanism = card.get("mechanism") or (MEEZA if outcome.scheme == "Meeza" else CARD)
         with self._lock:
             session = self.payable_session(session_id)
             now = self.component.clock.now()
             if session.challenge is not None and session.challenge.state == PENDING:
                 session.challenge.state = ABANDONED  # a new card attempt replaces the challenge
             session.attempts += 1
-            session.card = dict(card)
+            session.last_mechanism = mechanism
+            instrument = {k: v for k, v in card.items() if k != "mechanism"}
+            if mechanism == WALLET:
+                session.wallet = instrument
+            elif mechanism == CHANNEL:
+                session.channel_payment = instrument
+            else:
+                session.card = instrument
             if outcome.status == APPROVED:
                 session.status = APPROVED
                 session.decline_reason = None
@@ -394,37 +530,49 @@ class CardGatewayModel:
             # e-finance: the silent call and the settlement lines are the gateway's (efinance_model.py)
             result = AttemptOutcome(attempt=session.attempts, status=session.status, at=now,
                                     transaction_id=session.transaction_id, auth_code=session.auth_code,
-                                    scheme=card["scheme"], decline_reason=session.decline_reason)
+                                    scheme=outcome.scheme, decline_reason=session.decline_reason,
+                                    mechanism=mechanism)
         if self.efinance_outcome is not None:
             self.efinance_outcome(session, result)
         return session
 
-    # --- 3-D Secure ---------------------------------------------------------------------------
-    def _three_ds(self) -> dict[str, Any]:
-        return dict(self.component.own.get("three_ds") or {})
+    # --- OTP challenges: 3-D Secure and mobile wallets ----------------------------------------
+    def _challenge_settings(self, kind: str) -> dict[str, Any]:
+        """``card_gateway.three_ds`` or ``card_gateway.wallet`` (otp, otp_tries, challenge_seconds)."""
+        return dict(self.component.own.get("three_ds" if kind == THREE_DS else "wallet") or {})
+
+    def otp_of(self, kind: str) -> str:
+        return str(self._challenge_settings(kind).get("otp", DEFAULT_OTP))
 
     @property
     def test_otp(self) -> str:
         """The published test OTP of every enrolled card (``card_gateway.three_ds.otp``)."""
-        return str(self._three_ds().get("otp", DEFAULT_OTP))
+        return self.otp_of(THREE_DS)
 
-    def _start_challenge(self, session_id: str, card: dict[str, str], outcome: CardOutcome) -> Challenge:
+    @property
+    def wallet_otp(self) -> str:
+        """The published test OTP of every wallet (``card_gateway.wallet.otp``)."""
+        return self.otp_of(WALLET_OTP)
+
+    def _start_challenge(self, session_id: str, card: dict[str, str], outcome: CardOutcome,
+                         kind: str = THREE_DS) -> Challenge:
         """Keep a pending challenge on the session (replacing any earlier one) and schedule its time
         limit on the component's scheduler (simulated clock: it runs when the clock is moved)."""
-        settings = self._three_ds()
+        settings = self._challenge_settings(kind)
         seconds = float(settings.get("challenge_seconds", DEFAULT_CHALLENGE_SECONDS))
         tries = int(settings.get("otp_tries", DEFAULT_OTP_TRIES))
+        prefix = "3DS" if kind == THREE_DS else "OTP"
         with self._lock:
             session = self.payable_session(session_id)
             now = self.component.clock.now()
-            challenge = Challenge(challenge_id="3DS" + secrets.token_hex(8).upper(), card=dict(card),
+            challenge = Challenge(challenge_id=prefix + secrets.token_hex(8).upper(), card=dict(card),
                                   outcome=outcome, started_at=now,
-                                  expires_at=now + timedelta(seconds=seconds), tries_left=tries)
+                                  expires_at=now + timedelta(seconds=seconds), tries_left=tries, kind=kind)
             if session.challenge is not None and session.challenge.state == PENDING:
                 session.challenge.state = ABANDONED
             session.challenge = challenge
         self.component.scheduler.schedule(
-            challenge.expires_at, f"card_gateway.three_ds_timeout:{session_id}:{challenge.challenge_id}",
+            challenge.expires_at, f"{_TIMEOUT_TASK[kind]}:{session_id}:{challenge.challenge_id}",
             lambda: self._challenge_timeout(session_id, challenge.challenge_id))
         return challenge
 
@@ -436,8 +584,8 @@ class CardGatewayModel:
             return challenge if challenge is not None and challenge.state == PENDING else None
 
     def _challenge_timeout(self, session_id: str, challenge_id: str) -> bool:
-        """The time limit of a challenge: if it is still pending, the attempt fails (THREE_DS_TIMEOUT).
-        Returns whether it failed the attempt now."""
+        """The time limit of a challenge: if it is still pending, the attempt fails (THREE_DS_TIMEOUT,
+        or WALLET_OTP_TIMEOUT for a wallet). Returns whether it failed the attempt now."""
         with self._lock:
             session = self._sessions.get(session_id)
             challenge = session.challenge if session is not None else None
@@ -446,8 +594,9 @@ class CardGatewayModel:
                 return False
             challenge.state = TIMED_OUT
             card = dict(challenge.card)
+            reason, scheme = _TIMEOUT_REASON[challenge.kind], challenge.outcome.scheme
         try:
-            self._complete(session_id, card, CardOutcome(DECLINED, THREE_DS_TIMEOUT, card["scheme"]))
+            self._complete(session_id, card, CardOutcome(DECLINED, reason, scheme))
         except (SessionAlreadyPaid, SessionExpired, SessionCancelled):
             return False  # the session ended meanwhile: nothing left to fail
         return True
@@ -471,9 +620,10 @@ class CardGatewayModel:
                                           field="challenge_id")
         if expired:
             self._challenge_timeout(session_id, challenge.challenge_id)
-            raise ChallengeExpired(f"the 3-D Secure challenge expired at {iso(challenge.expires_at)}",
-                                   field="otp")
-        expected = self.test_otp
+            what = "3-D Secure challenge" if challenge.kind == THREE_DS else "wallet OTP"
+            raise ChallengeExpired(f"the {what} expired at {iso(challenge.expires_at)}", field="otp",
+                                   code=_EXPIRED_CODE[challenge.kind])
+        expected = self.otp_of(challenge.kind)
         right = secrets.compare_digest((otp or "").strip().encode(), expected.encode())
         with self._lock:
             if challenge.state != PENDING:  # answered meanwhile by another request
@@ -487,7 +637,7 @@ class CardGatewayModel:
                 if challenge.tries_left > 0:
                     return "retry", session, challenge
                 challenge.state = FAILED
-                outcome = CardOutcome(DECLINED, THREE_DS_FAILED, challenge.card["scheme"])
+                outcome = CardOutcome(DECLINED, _FAILED_REASON[challenge.kind], challenge.outcome.scheme)
             card = dict(challenge.card)
         return "completed", self._complete(session_id, card, outcome), challenge
 
@@ -575,9 +725,36 @@ class CardGatewayModel:
                 return candidate
 
 
+def mechanism_of(type_: str, mechanism_type: str) -> str:
+    """The mechanism a request offers from ``PaymentMechanism.Type`` and ``.MechanismType`` (FACTS
+    names both, not how they combine; assumed): equal → that; one NotSet → the other; Card with
+    Meeza → Meeza (a Meeza card is a card); any other disagreement → ``Type`` wins."""
+    if type_ == mechanism_type or mechanism_type == NOT_SET:
+        return type_
+    if type_ == NOT_SET:
+        return mechanism_type
+    if {type_, mechanism_type} == {CARD, MEEZA}:
+        return MEEZA
+    return type_
+
+
+def normalise_mobile(text: str) -> str:
+    """A mobile number as people type it (spaces, dashes, +20 / 0020 in front) → ``01XXXXXXXXX``."""
+    number = re.sub(r"[ -]", "", text or "")
+    for prefix in ("+20", "0020"):
+        if number.startswith(prefix + "1"):
+            return "0" + number[len(prefix):]
+    return number
+
+
+def mask_mobile(number: str) -> str:
+    """``010****1234``: the prefix (the provider) and the last four, as receipts print it."""
+    return f"{number[:3]}****{number[-4:]}"
+
+
 def scheme_of(number: str) -> str:
     """The card scheme from the BIN (Meeza's national BINs first: they start with 5 too)."""
-    if number.startswith(("507803", "507808")):
+    if number.startswith(MEEZA_BINS):
         return "Meeza"
     if number.startswith("4"):
         return "Visa"

@@ -3,6 +3,10 @@
 Views only parse, call :class:`~simulators.card_gateway.models.CardGatewayModel` and serialise.
 The merchant API answers JSON errors (through the component's handler); the hosted page answers
 HTML even when it refuses, because a browser is on the other end.
+
+The page shows the session's payment mechanism (``?mechanism=`` picks one on a NotSet request):
+the card form posts to ``/pay/<id>``, the wallet form to ``/pay/<id>/wallet`` (then the OTP, on the
+3-D Secure challenge's route), and Channel shows the PaymentRequestNumber to pay at a Khales outlet.
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ from simulators.common.component import read_json
 from simulators.common.errors import ApiError
 from simulators.common.signing import verify
 
-from .errors import ChallengeExpired, InvalidCardInput, UnknownMerchant
+from .errors import ChallengeExpired, InvalidCardInput, InvalidWalletInput, UnknownMerchant
+from .models import CHANNEL, WALLET
 from .pages import (
     page_language,
     render_challenge_page,
@@ -80,10 +85,14 @@ def make_blueprint(component: Component, model: CardGatewayModel) -> Blueprint:
     def payment_page(session_id: str) -> Response:
         try:
             session = model.payable_session(session_id)
+            mechanism = model.page_mechanism(session, request.args.get("mechanism") or None)
+            if mechanism == CHANNEL:
+                # Showing the reference is what makes a NotSet request payable at an outlet (idempotent).
+                session = model.choose_channel(session_id)
         except ApiError as exc:
             return refusal(exc, session_id)
         lang = page_language(request.args.get("lang"), session)
-        return _html(render_payment_page(session, lang, action=action_url(session_id),
+        return _html(render_payment_page(session, lang, action=action_url(session_id), mechanism=mechanism,
                                          catalog=component.settings.get("catalog") or {}), 200)
 
     @bp.post("/pay/<session_id>")
@@ -99,13 +108,15 @@ def make_blueprint(component: Component, model: CardGatewayModel) -> Blueprint:
         form = request.form
         try:
             session = model.pay(session_id, form.get("card_number", ""), form.get("expiry", ""),
-                                form.get("cvv", ""))
+                                form.get("cvv", ""), mechanism=form.get("mechanism") or None)
         except InvalidCardInput as exc:
+            # Malformed card, or not a Meeza card on a Meeza page: the same form again, naming the field.
             session = model.get_session(session_id)
             lang = page_language(request.args.get("lang"), session)
             kept = {"expiry": form.get("expiry", ""), "cardholder": form.get("cardholder", "")}
-            page = render_payment_page(session, lang, action=action_url(session_id), error=exc,
-                                       form=kept, catalog=component.settings.get("catalog") or {})
+            shown = model.page_mechanism(session, (form.get("mechanism") or "").strip() or None)
+            page = render_payment_page(session, lang, action=action_url(session_id), error=exc, form=kept,
+                                       mechanism=shown, catalog=component.settings.get("catalog") or {})
             return _html(page, exc.status)
         except ApiError as exc:
             return refusal(exc, session_id)
@@ -115,6 +126,27 @@ def make_blueprint(component: Component, model: CardGatewayModel) -> Blueprint:
             lang = page_language(request.args.get("lang"), session)
             return _html(render_challenge_page(session, challenge, lang, action=challenge_url(session_id)), 200)
         return after_attempt(session)
+
+    @bp.post("/pay/<session_id>/wallet")
+    def pay_wallet(session_id: str) -> Response:
+        """The wallet's mobile number (form ``mobile``): answered with the OTP page (the wallet's
+        challenge), or the wallet form again with 422 naming ``mobile``."""
+        request.get_data(cache=True)
+        form = request.form
+        try:
+            challenge = model.pay_wallet(session_id, form.get("mobile", ""))
+        except InvalidWalletInput as exc:
+            session = model.get_session(session_id)
+            lang = page_language(request.args.get("lang"), session)
+            page = render_payment_page(session, lang, action=action_url(session_id), error=exc,
+                                       form={"mobile": form.get("mobile", "")[:20]}, mechanism=WALLET,
+                                       catalog=component.settings.get("catalog") or {})
+            return _html(page, exc.status)
+        except ApiError as exc:
+            return refusal(exc, session_id)
+        session = model.get_session(session_id)
+        lang = page_language(request.args.get("lang"), session)
+        return _html(render_challenge_page(session, challenge, lang, action=challenge_url(session_id)), 200)
 
     def challenge_url(session_id: str) -> str:
         lang = request.args.get("lang")
@@ -135,7 +167,8 @@ def make_blueprint(component: Component, model: CardGatewayModel) -> Blueprint:
 
     @bp.post("/pay/<session_id>/challenge")
     def answer_challenge(session_id: str) -> Response:
-        """The 3-D Secure OTP (form: ``otp``, ``challenge_id``); the journal stars the OTP."""
+        """The OTP of a 3-D Secure or wallet challenge (form: ``otp``, ``challenge_id``); the journal
+        stars the OTP."""
         request.get_data(cache=True)
         if "otp" in request.args:
             raise InvalidCardInput("the OTP must be posted in the form body, never in the URL", field="otp")
@@ -158,9 +191,10 @@ def make_blueprint(component: Component, model: CardGatewayModel) -> Blueprint:
 
     @bp.get("/test-cards")
     def test_cards() -> Response:
-        """The published test-card table (contracts/test-cards.yaml), Arabic by default, ?lang=en."""
+        """The published test cards and wallets (contracts/test-cards.yaml), Arabic by default, ?lang=en."""
         lang = page_language(request.args.get("lang"))
-        return _html(render_test_cards_page(model.test_cards, lang, otp=model.test_otp), 200)
+        return _html(render_test_cards_page(model.test_cards, lang, otp=model.test_otp, wallet_otp=model.wallet_otp,
+                                            providers=model.wallet_providers), 200)
 
     return bp
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-from flask import Flask, Response, g, jsonify, request
+from flask import Flask, Response, g, has_request_context, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from .calendar import BusinessCalendar
@@ -45,6 +45,7 @@ class Component:
         self.http = OutboundClient(self)
         self._reset_hooks: list[Callable[[], None]] = []
         self._stop_hooks: list[Callable[[], None]] = []
+        self._inbound_attrs: list[Callable[[], dict[str, Any]]] = []
         self._ticker = ticker
 
     # --- settings -----------------------------------------------------------------------------
@@ -80,6 +81,28 @@ class Component:
         for hook in self._stop_hooks:
             hook()
 
+    def add_inbound_attrs(self, fn: Callable[[], dict[str, Any]]) -> None:
+        """``fn()`` (called in the request, before the inbound faults are asked) names attributes of the
+        request that an inbound fault's ``match`` can scope on, e.g. the card gateway's request numbers;
+        without any, an inbound fault with a ``match`` never hits."""
+        self._inbound_attrs.append(fn)
+
+    # --- a domain fault that loses the answer ---------------------------------------------------
+    def serving_request(self) -> bool:
+        """Whether this thread is answering a request (not the admin plane's) whose answer a domain
+        fault could drop; scheduled work run by a clock move is not such a request."""
+        return has_request_context() and not request.path.startswith("/_admin/")
+
+    def drop_answer(self, fault: Any) -> bool:
+        """Lose the answer of the request being served, once its work is done, because of a domain
+        ``fault`` (e.g. the card gateway's ``payment_response_lost``): the connection is cut as by
+        the inbound ``drop_response`` fault and the journal names the fault. False (nothing done)
+        when :meth:`serving_request` is not true."""
+        if not self.serving_request():
+            return False
+        g.tahseel_dropped_by = fault
+        return True
+
     # --- Flask wiring -------------------------------------------------------------------------
     def install(self, app: Flask) -> None:
         from .admin import admin_blueprint
@@ -103,7 +126,10 @@ class Component:
         g.tahseel_at = iso(self.clock.now())
         if request.path.startswith("/_admin/"):
             return None
-        fault = self.faults.take("in", request.path, method=request.method)
+        attrs: dict[str, Any] = {}
+        for fn in self._inbound_attrs:
+            attrs.update(fn())
+        fault = self.faults.take("in", request.path, method=request.method, **attrs)
         g.tahseel_fault = fault
         if fault is None:
             return None
@@ -122,6 +148,9 @@ class Component:
             return response
         fault = getattr(g, "tahseel_fault", None)
         dropped = fault is not None and fault.kind == "drop_response"
+        dropped_by = getattr(g, "tahseel_dropped_by", None)  # a domain fault (drop_answer)
+        if dropped_by is not None:
+            fault, dropped = dropped_by, True
         try:
             self._journal_exchange(response, fault, dropped)
         except Exception:  # noqa: BLE001 - the journal must never turn an answer into a 500
@@ -160,6 +189,12 @@ def _http_error(exc: HTTPException) -> tuple[Response, int]:
     if field:
         body["field"] = field
     return jsonify({"error": body}), exc.code or 400
+
+
+def http_error_response(exc: HTTPException) -> tuple[Response, int]:
+    """The common JSON answer to an HTTP error (404, 405, 413...), for a party that answers some of
+    its paths in its own protocol's shape to fall back on for every other path."""
+    return _http_error(exc)
 
 
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")

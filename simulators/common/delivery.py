@@ -13,6 +13,7 @@ headers), and a :class:`Courier` may take its own ``acknowledged(response)`` tes
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from .http import OutboundFailure, OutboundResponse
 if TYPE_CHECKING:
     from .component import Component
 
+log = logging.getLogger(__name__)
 PENDING, DELIVERED, GAVE_UP = "pending", "delivered", "gave_up"
 ENCODINGS = ("json", "form")
 
@@ -96,6 +98,43 @@ class Courier:
             self._deliveries[delivery.delivery_id] = delivery
         self._schedule(delivery, at or self.component.clock.now())
         return delivery
+
+    def send_together(self, deliveries: Sequence[Delivery], at: datetime | None = None) -> None:
+        """Queue ``deliveries`` so that their first attempts are made at the same moment, each from
+        its own thread (e.g. one message posted twice at once, to find a receiver's race between two
+        identical posts). Each is then acknowledged and retried on its own, like any delivery."""
+        when = at or self.component.clock.now()
+        with self._lock:
+            for delivery in deliveries:
+                self._deliveries[delivery.delivery_id] = delivery
+                delivery.next_attempt_at = when
+        ids = [d.delivery_id for d in deliveries]
+        self.component.scheduler.schedule(
+            when, f"{deliveries[0].kind} {' + '.join(ids)} attempt 1 (together)",
+            lambda: self._attempt_together(ids))
+
+    def _attempt_together(self, delivery_ids: list[str]) -> None:
+        """First attempts of several deliveries from as many threads, released by one barrier; joined
+        before returning, so the scheduled work is over when the clock move that ran it answers."""
+        barrier = threading.Barrier(len(delivery_ids))
+
+        def attempt(delivery_id: str) -> None:
+            try:
+                barrier.wait(timeout=self.timeout)
+            except threading.BrokenBarrierError:
+                pass  # a thread that could not start in time still makes its attempt
+            try:
+                self._attempt(delivery_id)
+            except Exception as exc:  # noqa: BLE001 - reported in /_admin/health like any scheduled work
+                log.exception("attempt of %s failed", delivery_id)
+                self.component.scheduler.errors.append(f"{delivery_id}: {exc!r}")
+
+        threads = [threading.Thread(target=attempt, args=(delivery_id,), daemon=True,
+                                    name=f"courier-together-{delivery_id}") for delivery_id in delivery_ids]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
 
     def get(self, delivery_id: str) -> Delivery | None:
         with self._lock:

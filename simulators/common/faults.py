@@ -12,6 +12,7 @@ from __future__ import annotations
 import fnmatch
 import itertools
 import threading
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -79,6 +80,21 @@ class FaultInjector:
         self._faults: dict[str, Fault] = {}
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
+        self._validators: dict[str, Callable[[dict[str, Any]], None]] = {}
+
+    def declare(self, kinds: Iterable[str], validate: Callable[[dict[str, Any]], None] | None = None) -> None:
+        """Add domain kinds after the component was built, for a part of a party that is built on its
+        own (the card gateway's e-finance protocol declares its confirmation faults this way).
+
+        ``validate(spec)`` sees every spec of those kinds before it is stored and raises
+        :class:`ValidationFailed` naming the field, so a fault whose params the party cannot use is
+        refused with a 4xx instead of doing nothing later.
+        """
+        kinds = set(kinds)
+        self.domain_kinds |= kinds
+        if validate is not None:
+            for kind in kinds:
+                self._validators[kind] = validate
 
     def add(self, spec: dict[str, Any]) -> Fault:
         """Declare a fault from its wire form; raises :class:`ValidationFailed` naming the field."""
@@ -124,6 +140,9 @@ class FaultInjector:
         status = params.get("status")
         if status is not None and (not isinstance(status, int) or not 100 <= status <= 599):
             raise ValidationFailed("params.status must be an HTTP status", field="params.status")
+        validate = self._validators.get(kind) if direction == "domain" else None
+        if validate is not None:
+            validate(spec)
         with self._lock:
             fault = Fault(
                 id=f"f{next(self._ids)}", kind=kind, direction=direction,
@@ -135,11 +154,17 @@ class FaultInjector:
         return fault
 
     def take(self, direction: str, point: str, *, method: str | None = None, target: str | None = None,
-             **attrs: Any) -> Fault | None:
-        """The first active fault for this call, counted as one hit; ``None`` when nothing hits."""
+             kinds: Collection[str] | None = None, **attrs: Any) -> Fault | None:
+        """The first active fault for this call, counted as one hit; ``None`` when nothing hits.
+
+        ``kinds`` limits the search to those kinds, so a party with several domain kinds acting at
+        one point can ask for each separately (and a hit of one never uses up another's count).
+        """
         now = self.clock.now()
         with self._lock:
             for fault in self._faults.values():
+                if kinds is not None and fault.kind not in kinds:
+                    continue
                 if fault.active(now) and fault.applies(direction, point, method, target, attrs):
                     fault.hits += 1
                     if fault.remaining is not None:

@@ -6,6 +6,11 @@ outlet's own transaction id (retried with the same id when no answer came), and 
 payment whose outcome the outlet never learned. Every paid transaction is then reported to
 e-finance settlement on the collections feed. Nothing here knows Flask; outbound calls go through
 ``component.http`` so they are journaled and fault-injectable.
+
+The same conversation also pays e-finance Channel payment requests (``biller: efinance``): the bill
+reference is then a PaymentRequestNumber and the peer is the card gateway's Channel API. Only the
+:class:`BillerLink` differs (where, which secret, what the reference is called, which contracts);
+e-finance settles those payments itself, so they are not fed to settlement from here.
 """
 
 from __future__ import annotations
@@ -32,9 +37,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 BILLER_SECRET = "khales_biller"
+CHANNEL_SECRET = "efinance_channel"
 FEED_SECRET = "collections_feed"
 DEFAULT_REVERSAL_RETRY_SECONDS = (60, 300, 900, 3600)
 DEFAULT_FEED_RETRY_SECONDS = (60, 300, 900, 3600)
+COLLECTION_SERVICE, EFINANCE = "collection_service", "efinance"  # the outlet payment's ``biller``
 # What the outlet tells the citizen when the biller's inquiry says the bill is not payable.
 REFUSAL_FOR_STATUS = {"PAID": "ALREADY_PAID", "EXPIRED": "EXPIRED", "CANCELLED": "CANCELLED"}
 _OUTLET_KINDS = ("صيدلية", "سوبر ماركت", "مكتبة", "كشك", "محل", "مكتب خدمات", "سنترال")
@@ -56,6 +63,27 @@ class Outlet:
                 "opening_hours": dict(self.opening_hours)}
 
 
+@dataclass(frozen=True)
+class BillerLink:
+    """Who an outlet's conversation is with and how its messages are named: the collection service's
+    biller API (``kh-*`` contracts) or e-finance's Channel API for cash payment requests
+    (``cg-channel-*``, assumed). The conversation itself (inquiry, payment retried with the same
+    transaction id, reversal of an unknown outcome) is the same code for both."""
+
+    name: str
+    url: str
+    target: str  # the party called: for out-faults and the journal
+    secret: str
+    paths: dict[str, str]  # inquiry, payment, reversal
+    reference_field: str  # the bill reference's name on the wire
+    contracts: dict[str, str]  # the answers' contracts: inquiry, payment, reversal
+    feeds_settlement: bool  # False: the peer settles the money itself (e-finance's Channel payments)
+
+    def body(self, fields: dict[str, Any], reference: str) -> dict[str, Any]:
+        """A message with the bill reference under this link's name, first."""
+        return {self.reference_field: reference, **fields}
+
+
 @dataclass
 class Transaction:
     transaction_id: str
@@ -64,6 +92,7 @@ class Transaction:
     request_body: dict[str, Any]
     created_at: str
     business_date: str
+    biller: str = COLLECTION_SERVICE
     status: str = "IN_PROGRESS"
     amount: int | None = None
     collection_fee: int = 0
@@ -81,7 +110,7 @@ class Transaction:
         amount = money.format_amount(self.amount) if self.amount is not None else None
         cash = money.format_amount(self.amount + self.collection_fee) if self.amount is not None else None
         return {
-            "transaction_id": self.transaction_id, "status": self.status,
+            "transaction_id": self.transaction_id, "status": self.status, "biller": self.biller,
             "bill_reference": self.bill_reference, "outlet_id": self.outlet.outlet_id,
             "terminal_id": self.outlet.terminal_id, "outlet_governorate_code": self.outlet.governorate_code,
             "amount": amount, "collection_fee": money.format_amount(self.collection_fee),
@@ -99,6 +128,11 @@ def _error(code: str, message: str, details: Any = None) -> dict[str, Any]:
     if details is not None:
         out["details"] = details
     return out
+
+
+def _name(contract: str) -> str:
+    """``kh-inquiry-result`` from ``kh-inquiry-result.schema.json`` (how messages name a contract)."""
+    return contract.removesuffix(".schema.json")
 
 
 def _error_code(response: OutboundResponse) -> str:
@@ -136,6 +170,25 @@ class KhalesModel:
         self.feed = Courier(component, own.get("feed_retry_seconds") or DEFAULT_FEED_RETRY_SECONDS,
                             give_up=False, timeout=call_seconds)
         self.governorates = {str(code): gov for code, gov in component.settings["catalog"]["governorates"].items()}
+        self.links = {
+            COLLECTION_SERVICE: BillerLink(
+                name=COLLECTION_SERVICE, url=component.url_of("reference"), target="reference", secret=BILLER_SECRET,
+                paths={"inquiry": "/khales/inquiry", "payment": "/khales/payments", "reversal": "/khales/reversals"},
+                reference_field="bill_reference",
+                contracts={"inquiry": "kh-inquiry-result.schema.json", "payment": "kh-payment-result.schema.json",
+                           "reversal": "kh-reversal-result.schema.json"},
+                feeds_settlement=True),
+            # Assumed (no public spec): e-finance's Channel API on the card gateway (card_gateway/channel.py).
+            EFINANCE: BillerLink(
+                name=EFINANCE, url=component.url_of("card_gateway"), target="card_gateway", secret=CHANNEL_SECRET,
+                paths={"inquiry": "/api/channel/inquiry", "payment": "/api/channel/payments",
+                       "reversal": "/api/channel/reversals"},
+                reference_field="payment_request_number",
+                contracts={"inquiry": "cg-channel-inquiry-result.schema.json",
+                           "payment": "cg-channel-payment-result.schema.json",
+                           "reversal": "cg-channel-reversal-result.schema.json"},
+                feeds_settlement=False),
+        }
         # Ids must never collide with a biller's records from an earlier run (its database survives a
         # reset of this simulator), so they are random, not a sequence; pass transaction_id to fix one.
         self._ids = random.SystemRandom()
@@ -217,6 +270,8 @@ class KhalesModel:
         The biller's refusals are outcomes of the transaction, not errors of this call. The same
         transaction_id with the same body replays the stored transaction without calling the biller.
         """
+        # The biller named explicitly or by default is the same request (a replay must not conflict).
+        body = {**body, "biller": body.get("biller", COLLECTION_SERVICE)}
         outlet = self._outlet(body.get("outlet_id"))
         amount = money.parse_amount(body["amount"]) if "amount" in body else None
         now = self.component.clock.now()
@@ -232,7 +287,7 @@ class KhalesModel:
                     tx_id = self._new_id("KHT")
                 tx = Transaction(transaction_id=tx_id, bill_reference=body["bill_reference"], outlet=outlet,
                                  request_body=copy.deepcopy(body), created_at=iso(now),
-                                 business_date=cairo(now).date().isoformat())
+                                 business_date=cairo(now).date().isoformat(), biller=body["biller"])
                 self.transactions[tx_id] = tx
         if existing is not None:
             # Same id, same body: the same answer, so a replay waits for the first call's outcome.
@@ -264,10 +319,12 @@ class KhalesModel:
                 tx.error = error
 
     # --- the conversation with the biller -------------------------------------------------------
-    def _biller(self, path: str, body: dict[str, Any]) -> OutboundResponse:
+    def _biller(self, tx: Transaction, step: str, body: dict[str, Any]) -> OutboundResponse:
+        """One signed call of ``step`` (inquiry, payment, reversal) on the transaction's biller link."""
+        link = self.links[tx.biller]
         return self.component.http.request(
-            "POST", self.component.url_of("reference") + path, target="reference", json_body=body,
-            sign_with=self.component.secret(BILLER_SECRET), timeout=self.biller_timeout)
+            "POST", link.url + link.paths[step], target=link.target, json_body=body,
+            sign_with=self.component.secret(link.secret), timeout=self.biller_timeout)
 
     def _converse(self, tx: Transaction, amount: int | None) -> None:
         inquiry = self._inquire(tx)
@@ -285,10 +342,11 @@ class KhalesModel:
 
     def _inquire(self, tx: Transaction) -> dict[str, Any] | None:
         """Ask the biller for the bill; the conforming, payable answer, or ``None`` (tx finished)."""
-        body = {"inquiry_id": self._new_id("KHI"), "bill_reference": tx.bill_reference,
-                "outlet_id": tx.outlet.outlet_id, "terminal_id": tx.outlet.terminal_id}
+        link = self.links[tx.biller]
+        body = link.body({"inquiry_id": self._new_id("KHI"), "outlet_id": tx.outlet.outlet_id,
+                          "terminal_id": tx.outlet.terminal_id}, tx.bill_reference)
         try:
-            response = self._biller("/khales/inquiry", body)
+            response = self._biller(tx, "inquiry", body)
         except OutboundFailure as exc:
             self._event(tx, "inquiry", exc.kind)
             self._finish(tx, "FAILED", _error("BILLER_UNREACHABLE", f"inquiry got no answer: {exc}"))
@@ -303,12 +361,13 @@ class KhalesModel:
         answer = response.json()
         with self._lock:
             tx.inquiry = answer
-        found = problems("kh-inquiry-result.schema.json", answer)
-        if not found and answer["bill_reference"] != tx.bill_reference:
-            found = [f"bill_reference: {answer['bill_reference']} is not the one inquired"]
+        found = problems(link.contracts["inquiry"], answer)
+        ref = link.reference_field
+        if not found and answer[ref] != tx.bill_reference:
+            found = [f"{ref}: {answer[ref]} is not the one inquired"]
         if found:
             self._finish(tx, "FAILED", _error("INVALID_BILLER_ANSWER",
-                                              "the inquiry answer breaks kh-inquiry-result", found))
+                                              f"the inquiry answer breaks {_name(link.contracts['inquiry'])}", found))
             return None
         if answer["status"] != "UNPAID":
             code = REFUSAL_FOR_STATUS.get(answer["status"], answer["status"])
@@ -319,15 +378,16 @@ class KhalesModel:
     def _pay(self, tx: Transaction, inquiry: dict[str, Any], amount: int) -> None:
         """Post the payment, retrying with the same transaction id and body; reverse if unanswered."""
         paid_at = iso(self.component.clock.now())
-        body = {"khales_transaction_id": tx.transaction_id, "inquiry_id": inquiry["inquiry_id"],
-                "bill_reference": tx.bill_reference, "amount": money.format_amount(amount),
-                "currency": money.CURRENCY, "outlet_id": tx.outlet.outlet_id, "paid_at": paid_at}
+        link = self.links[tx.biller]
+        body = link.body({"khales_transaction_id": tx.transaction_id, "inquiry_id": inquiry["inquiry_id"],
+                          "amount": money.format_amount(amount), "currency": money.CURRENCY,
+                          "outlet_id": tx.outlet.outlet_id, "paid_at": paid_at}, tx.bill_reference)
         last = _error("NO_ANSWER", "no payment attempt was made")
         for attempt in range(1, self.payment_retries + 2):
             with self._lock:
                 tx.attempts = attempt
             try:
-                response = self._biller("/khales/payments", body)
+                response = self._biller(tx, "payment", body)
             except OutboundFailure as exc:
                 self._event(tx, "payment", exc.kind, attempt=attempt)
                 last = _error("NO_ANSWER", f"payment attempt {attempt} got no answer: {exc}")
@@ -342,22 +402,24 @@ class KhalesModel:
                 last = _error("NO_ANSWER", f"payment attempt {attempt}: {_error_message(response)}")
                 continue
             receipt = response.json()
-            found = problems("kh-payment-result.schema.json", receipt)
+            found = problems(link.contracts["payment"], receipt)
             if not found:
                 found = [f"{key}: {receipt[key]} is not {expected}"
                          for key, expected in (("khales_transaction_id", tx.transaction_id),
-                                               ("bill_reference", tx.bill_reference),
+                                               (link.reference_field, tx.bill_reference),
                                                ("amount", body["amount"]))
                          if receipt[key] != expected]
             with self._lock:
                 tx.receipt = receipt
             if found:
                 # The biller said yes in words the outlet cannot read: the outcome is unknown.
-                last = _error("INVALID_BILLER_ANSWER", "the payment answer breaks kh-payment-result", found)
+                last = _error("INVALID_BILLER_ANSWER",
+                              f"the payment answer breaks {_name(link.contracts['payment'])}", found)
                 break
             with self._lock:
                 tx.status, tx.paid_at, tx.error = "PAID", paid_at, None
-            self._start_feed(tx, inquiry, amount, paid_at)
+            if link.feeds_settlement:  # e-finance settles its Channel payments itself
+                self._start_feed(tx, inquiry, amount, paid_at)
             return
         with self._lock:
             tx.status, tx.error = "REVERSAL_PENDING", last
@@ -374,10 +436,11 @@ class KhalesModel:
             reversal = tx.reversal
             reversal["attempts"] += 1
             attempt = reversal["attempts"]
-            body = {"reversal_id": reversal["reversal_id"], "khales_transaction_id": tx.transaction_id,
-                    "bill_reference": tx.bill_reference, "reason": "NO_ANSWER"}
+            link = self.links[tx.biller]
+            body = link.body({"reversal_id": reversal["reversal_id"], "khales_transaction_id": tx.transaction_id,
+                              "reason": "NO_ANSWER"}, tx.bill_reference)
         try:
-            response = self._biller("/khales/reversals", body)
+            response = self._biller(tx, "reversal", body)
         except OutboundFailure as exc:
             self._event(tx, "reversal", exc.kind, attempt=attempt)
             self._retry_reversal(tx, reversal, attempt, f"no answer: {exc}")
@@ -394,11 +457,12 @@ class KhalesModel:
             self._retry_reversal(tx, reversal, attempt, _error_message(response))
             return
         answer = response.json()
-        found = problems("kh-reversal-result.schema.json", answer)
+        found = problems(link.contracts["reversal"], answer)
         if found:
             with self._lock:
                 reversal["answer"] = answer
-            self._retry_reversal(tx, reversal, attempt, f"the reversal answer breaks kh-reversal-result: {found}")
+            self._retry_reversal(tx, reversal, attempt,
+                                 f"the reversal answer breaks {_name(link.contracts['reversal'])}: {found}")
             return
         with self._lock:
             reversal.update(answer=answer, next_attempt_at=None)

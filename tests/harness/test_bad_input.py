@@ -4,6 +4,7 @@ amount."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from typing import Any
@@ -23,7 +24,6 @@ UNKNOWN_BILL = "999999999999"
 ENDPOINTS: list[tuple[str, str, str | None]] = [
     ("reference", "/api/orders", None),
     ("reference", "/api/orders/{bill}/card-payments", None),
-    ("reference", "/webhooks/card-gateway", "card_gateway_webhook"),
     ("reference", "/khales/inquiry", "khales_biller"),
     ("reference", "/khales/payments", "khales_biller"),
     ("reference", "/khales/reversals", "khales_biller"),
@@ -211,10 +211,44 @@ def test_oversized_or_odd_signature_headers_are_401_not_500(world: dict[str, Any
 
 
 def _open_session(world: dict[str, Any]) -> str:
+    """The gateway's hosted card page of a new card payment, reached as the portal's browser reaches it:
+    the collection service's sealed e-finance fields posted to the gateway's initiation page."""
     started = world["session"].post(world["urls"]["reference"] + f"/api/orders/{world['order']['bill_reference']}"
                                     "/card-payments", json={})
     assert started.status_code == 201
-    return started.json()["payment_url"]
+    initiation = started.json()["initiation"]
+    page = world["session"].post(initiation["url"], data=initiation["fields"])
+    assert page.status_code == 200, page.text[:300]
+    session_id = re.search(r'action="/pay/([A-Za-z0-9]+)', page.text).group(1)
+    return world["urls"]["card_gateway"] + f"/pay/{session_id}"
+
+
+def test_bad_silent_calls_are_refused_with_a_code_and_a_field_and_change_nothing(world: dict[str, Any]) -> None:
+    """e-finance's silent call is a form, not JSON: every refusal says why (error code, field) and
+    carries a Response_Code other than 000, so the gateway tries again; nothing is recorded."""
+    before = state(world)
+    url = world["urls"]["reference"] + "/efinance/confirmations"
+    started = world["session"].post(world["urls"]["reference"] + f"/api/orders/{world['order']['bill_reference']}"
+                                    "/card-payments", json={}).json()
+    base = {"SenderID": started["initiation"]["fields"]["SenderID"],
+            "SenderRequestNumber": started["sender_request_number"], "RequestObject": "AAAA", "Signature": "0" * 64}
+    cases = [
+        (world["session"].post(url, data=b'{"amount": "1.00",', headers={"Content-Type": "application/json"}),
+         "114", "SenderID"),
+        (world["session"].post(url, data={}), "114", "SenderID"),
+        (world["session"].post(url, data=dict(base, SenderID="77")), "101", "SenderID"),
+        (world["session"].post(url, data=dict(base, SenderRequestNumber="FFFFFFFFFFFFFFFF")), "104",
+         "SenderRequestNumber"),
+        (world["session"].post(url, data=base), "110", "Signature"),
+        (world["session"].post(url, data=dict(base, Signature=hashlib.sha256(b"AAAA").hexdigest())), "112",
+         "RequestObject"),
+    ]
+    for response, response_code, field in cases:
+        error = assert_error(response, (400, 401, 403, 404))
+        assert response.headers["Response_Code"] == response_code and error["field"] == field, response.text
+    after = state(world)
+    assert after["confirmations"] == before["confirmations"] and after["batches"] == before["batches"]
+    assert after["order"]["payments"] == [] and after["order"]["status"] == "UNPAID"
 
 
 def test_card_number_in_other_digits_is_refused_not_charged(world: dict[str, Any]) -> None:

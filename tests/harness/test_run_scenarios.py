@@ -30,7 +30,7 @@ def test_shipped_scenario_passes(runner: Runner, path: Path) -> None:
 
 
 def test_expecting_two_credits_fails_naming_the_step_and_difference(runner: Runner, tmp_path: Path) -> None:
-    text = (ROOT / "scenarios/duplicates/webhook_delivered_twice.yaml").read_text(encoding="utf-8")
+    text = (ROOT / "scenarios/duplicates/silent_call_delivered_twice.yaml").read_text(encoding="utf-8")
     broken = tmp_path / "two_credits.yaml"
     broken.write_text(text.replace("payments.1: {present: false}", "payments.1.status: CAPTURED"), encoding="utf-8")
     result = runner.run([load_file(broken)])
@@ -40,7 +40,7 @@ def test_expecting_two_credits_fails_naming_the_step_and_difference(runner: Runn
     assert "payments.1.status: expected 'CAPTURED', but it is absent" in scenario.message
     step = scenario.failed_step
     assert step is not None and step.evidence, "a failure carries journal evidence"
-    assert any(e.get("path") == "/webhooks/card-gateway" for e in step.evidence)
+    assert any(e.get("path") == "/efinance/confirmations" for e in step.evidence)
     rendered = table(result)
     assert "FAILED" in rendered and "one payment, one credit" in rendered and "0 passed, 1 failed" in rendered
     assert "<failure" in junit(result)

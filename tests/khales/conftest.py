@@ -1,6 +1,7 @@
-"""Fixtures for the Khales simulator: a fake biller and a fake settlement on real loopback sockets.
+"""Fixtures for the Khales simulator: a fake biller, a fake e-finance Channel API and a fake
+settlement on real loopback sockets.
 
-Both fakes are built on :class:`simulators.common.component.Component`, so they verify signatures
+The fakes are built on :class:`simulators.common.component.Component`, so they verify signatures
 against their own (simulated) clock, journal what they receive, and take declared faults (an
 inbound ``delay`` on the biller is how a real timeout is made). They answer per the ``kh-*`` and
 ``st-collection`` contracts, deliberately small: they are test doubles, not the reference service.
@@ -62,6 +63,19 @@ class FakeBiller(RunningFake):
     # few seconds pass: the caller, with a shorter timeout, sees a real timeout.
     hold_payment_answers: int = 0
     release: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+@dataclass
+class FakeEfinance(RunningFake):
+    """e-finance's Channel API as Khales sees it (cg-channel-* contracts): payment requests by
+    PaymentRequestNumber, payments once per Khales transaction id, and what it was sent."""
+
+    requests: dict[str, dict[str, Any]] = field(default_factory=dict)
+    inquiries: list[dict[str, Any]] = field(default_factory=list)
+    payments: list[dict[str, Any]] = field(default_factory=list)
+    reversals: list[dict[str, Any]] = field(default_factory=list)
+    accepted: dict[str, tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -162,6 +176,74 @@ def make_fake_biller(settings: dict[str, Any]) -> FakeBiller:
     return state
 
 
+CHANNEL_REQUEST = "700000000019"  # an unpaid Channel payment request at the fake e-finance
+
+
+def make_fake_efinance(settings: dict[str, Any]) -> FakeEfinance:
+    state = FakeEfinance(requests={CHANNEL_REQUEST: {"status": "UNPAID", "amount_due": "240.50",
+                                                     "collection_fee": "0.00", "total_due": "240.50"}})
+    component = Component("card_gateway", settings)
+    bp = Blueprint("fake_efinance", __name__, url_prefix="/api/channel")
+
+    def verify() -> None:
+        signing.verify(component.secret("efinance_channel"), request.headers, request.get_data(cache=True),
+                       component.clock.now(), settings["signature_window_seconds"])
+
+    @bp.post("/inquiry")
+    def inquiry():  # type: ignore[no-untyped-def]
+        verify()
+        body = read_json("cg-channel-inquiry.schema.json")
+        with state.lock:
+            state.inquiries.append(body)
+            found = state.requests.get(body["payment_request_number"])
+            if found is None:
+                return _error(404, "PAYMENT_REQUEST_NOT_FOUND", "no such request", "payment_request_number")
+            return jsonify(dict(found, inquiry_id=body["inquiry_id"], currency="EGP",
+                                payment_request_number=body["payment_request_number"],
+                                expires_at="2026-03-04T08:00:00.000Z", governorate_code="01", sender_id="9001",
+                                sender_name="Tahseel test sender"))
+
+    @bp.post("/payments")
+    def payment():  # type: ignore[no-untyped-def]
+        verify()
+        body = read_json("cg-channel-payment.schema.json")
+        with state.lock:
+            state.payments.append(body)
+            tx_id = body["khales_transaction_id"]
+            if tx_id in state.accepted:
+                first, answer = state.accepted[tx_id]
+                if first != body:
+                    return _error(409, "IDEMPOTENCY_CONFLICT", "another body", "khales_transaction_id")
+                return jsonify(answer), 200
+            found = state.requests[body["payment_request_number"]]
+            if found["status"] != "UNPAID":
+                return _error(409, "ALREADY_PAID", "paid", "payment_request_number")
+            found["status"] = "PAID"
+            answer = {"khales_transaction_id": tx_id, "payment_id": f"TX{len(state.accepted) + 1:012d}",
+                      "payment_request_number": body["payment_request_number"], "status": "ACCEPTED",
+                      "amount": body["amount"]}
+            state.accepted[tx_id] = (body, answer)
+            return jsonify(answer), 201
+
+    @bp.post("/reversals")
+    def reversal():  # type: ignore[no-untyped-def]
+        verify()
+        body = read_json("cg-channel-reversal.schema.json")
+        with state.lock:
+            state.reversals.append(body)
+            accepted = state.accepted.get(body["khales_transaction_id"])
+            if accepted is not None:
+                state.requests[accepted[0]["payment_request_number"]]["status"] = "REFUNDED"
+            return jsonify(reversal_id=body["reversal_id"], khales_transaction_id=body["khales_transaction_id"],
+                           status="REVERSED" if accepted else "NOT_FOUND")
+
+    app = Flask("fake_efinance")
+    app.register_blueprint(bp)
+    component.install(app)
+    state.server = ServerThread(app).start()
+    return state
+
+
 def make_fake_settlement(settings: dict[str, Any]) -> FakeSettlement:
     state = FakeSettlement()
     component = Component("settlement", settings)
@@ -190,6 +272,15 @@ def fake_biller() -> Iterator[FakeBiller]:
     biller.release.set()
     assert biller.server is not None
     biller.server.stop()
+
+
+@pytest.fixture
+def fake_efinance() -> Iterator[FakeEfinance]:
+    efinance = make_fake_efinance(load_settings())
+    efinance.component.clock.set(_instant(CLOCK_AT))
+    yield efinance
+    assert efinance.server is not None
+    efinance.server.stop()
 
 
 @pytest.fixture

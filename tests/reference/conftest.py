@@ -1,19 +1,32 @@
 """Fixtures for the reference service: the app on a test client, fake upstreams on loopback.
 
-The fakes stand for citizen services and the card gateway as the contracts describe them (and no
-more): the reference service must work against anything that honours ``contracts/``. They run on
-real sockets (``ServerThread`` on port 0) because the reference calls them over HTTP.
+The fakes stand for citizen services and the e-finance gateway as the contracts describe them (and
+no more): the reference service must work against anything that honours ``contracts/`` and
+docs/domain-facts.md. They run on real sockets (``ServerThread`` on port 0) because the reference
+calls them over HTTP. The fake gateway's cryptography is written here again, from FACTS, with its
+own key pair: it decrypts what the reference seals, so the reference's client is checked against
+an independent implementation, not against itself.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import itertools
 import threading
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from flask import Flask, jsonify, request
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, padding, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.x509.oid import NameOID
+from flask import Flask, Response, jsonify, request
 
 from reference.app import create_app
 from simulators.common.clock import iso, parse_instant
@@ -88,46 +101,146 @@ class FakeCitizenServices:
         return [c["body"] for c in self.confirmations if 200 <= c["status"] < 300]
 
 
-class FakeCardGateway:
-    """Opens sessions and answers the merchant's session look-ups; tests decide the outcome."""
+@pytest.fixture(scope="session")
+def gateway_key() -> tuple[rsa.RSAPrivateKey, bytes]:
+    """One RSA key pair and self-signed certificate (PEM) for every fake gateway of the session."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fake e-finance gateway")])
+    now = datetime.now(UTC)
+    certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+                   .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(days=1))
+                   .not_valid_after(now + timedelta(days=30)).sign(key, hashes.SHA256()))
+    return key, certificate.public_bytes(serialization.Encoding.PEM)
 
-    def __init__(self) -> None:
-        self.sessions: dict[str, dict[str, Any]] = {}
-        self.created: list[dict[str, Any]] = []
-        self.lookups: list[dict[str, Any]] = []
+
+def aes(key: bytes, iv: bytes, data: bytes, *, decrypt: bool) -> bytes:
+    cipher = Cipher(algorithms.AES(key), modes.CBC(iv))
+    if decrypt:
+        worker = cipher.decryptor()
+        unpadder = padding.PKCS7(128).unpadder()
+        return unpadder.update(worker.update(data) + worker.finalize()) + unpadder.finalize()
+    padder = padding.PKCS7(128).padder()
+    worker = cipher.encryptor()
+    return worker.update(padder.update(data) + padder.finalize()) + worker.finalize()
+
+
+class FakeEfinanceGateway:
+    """e-finance as FACTS and the card gateway README describe it, seen from the sender: the
+    certificate, the status inquiry and the server-to-server initiation; tests decide the answers
+    (``statuses``) and send silent calls themselves (``silent_call_form``)."""
+
+    def __init__(self, key: rsa.RSAPrivateKey, certificate_pem: bytes, senders: dict[str, Any]) -> None:
+        self.key = key
+        self.certificate_pem = certificate_pem
+        self.passwords = {row["sender_id"]: row["password"] for row in senders.values()}
+        self.statuses: dict[str, dict[str, str]] = {}  # by SenderRequestNumber
+        self.inquiries: list[dict[str, str]] = []
+        self.initiations: list[dict[str, Any]] = []
         self.down = False
-        self._ids = itertools.count(1)
-        app = Flask("fake_card_gateway")
+        self.certificate_downloads = 0
+        self.refuse_with: str | None = None  # a ResponseCode for the next server-to-server initiation
+        self._numbers = itertools.count(100000000001)
+        app = Flask("fake_efinance_gateway")
 
-        @app.post("/api/sessions")
-        def open_session():  # type: ignore[no-untyped-def]
+        @app.get("/_admin/certificate")
+        def certificate():  # type: ignore[no-untyped-def]
+            self.certificate_downloads += 1
             if self.down:
-                return jsonify(error={"code": "DOWN", "message": "down"}), 503
-            body = request.get_json()
-            self.created.append({"body": body, "headers": dict(request.headers), "raw": request.get_data()})
-            session_id = f"CS-{next(self._ids):06d}"
-            session = {"session_id": session_id, "merchant_request_id": body["merchant_request_id"],
-                       "merchant_reference": body["merchant_reference"], "status": "OPEN",
-                       "amount": body["amount"], "collection_fee": "0.00", "total": body["amount"],
-                       "currency": "EGP", "payment_url": f"http://gateway.test/pay/{session_id}",
-                       "expires_at": "2026-12-08T08:00:00.000Z", "transaction_id": None}
-            self.sessions[session_id] = session
-            return jsonify(session), 201
+                return Response("down", status=503)
+            return Response(self.certificate_pem, mimetype="application/x-pem-file")
 
-        @app.get("/api/sessions/<session_id>")
-        def get_session(session_id: str):  # type: ignore[no-untyped-def]
-            self.lookups.append({"session_id": session_id, "headers": dict(request.headers)})
+        @app.post("/CardPaymentRequestIntiation/StatusInquiry")
+        def status_inquiry():  # type: ignore[no-untyped-def]
+            form = request.form.to_dict()
+            self.inquiries.append(form)
             if self.down:
-                return jsonify(error={"code": "DOWN", "message": "down"}), 503
-            found = self.sessions.get(session_id)
+                return Response("down", status=503)
+            if self.rsa_decrypt(form["SenderPassword"]) != self.passwords.get(form["SenderID"], "").encode():
+                return self.xml("PaymentRequestStatusRes", [("ResponseCode", "102")], 401)
+            found = self.statuses.get(form.get("SenderRequestNumber", ""))
             if found is None:
-                return jsonify(error={"code": "NOT_FOUND", "message": "no such session"}), 404
-            return jsonify(found)
+                return self.xml("PaymentRequestStatusRes", [("ResponseCode", "140")], 404)
+            return self.xml("PaymentRequestStatusRes", [*found.items(), ("ResponseCode", "000")])
+
+        @app.post("/CardPaymentRequestIntiation/ServerToServer")
+        def server_to_server():  # type: ignore[no-untyped-def]
+            if self.down:
+                return Response("down", status=503)
+            opened = self.unseal(request.form.to_dict())
+            self.initiations.append(opened)
+            if self.refuse_with:
+                code, self.refuse_with = self.refuse_with, None
+                return self.xml("PaymentRequestInitiationRes", [("PaymentRequestNumber", ""), ("ResponseCode", code),
+                                                                ("ResponseMessage", "refused")], 422)
+            number = str(next(self._numbers))
+            srn = opened["xml"].findtext("SenderRequestNumber")
+            return self.xml("PaymentRequestInitiationRes", [
+                ("OriginalSenderRequestNumber", srn), ("PaymentRequestNumber", number), ("Currency", "818"),
+                ("ResponseCode", "000"), ("ResponseMessage", "Success")])
 
         self.app = app
 
-    def approve(self, session_id: str, transaction_id: str) -> None:
-        self.sessions[session_id].update(status="APPROVED", transaction_id=transaction_id)
+    @staticmethod
+    def xml(root: str, fields: list[tuple[str, str]], status: int = 200) -> Response:
+        element = ET.Element(root)
+        for name, value in fields:
+            ET.SubElement(element, name).text = value
+        body = b'<?xml version="1.0" encoding="utf-8"?>' + ET.tostring(element, encoding="utf-8")
+        return Response(body, status=status, mimetype="application/xml")
+
+    # --- the gateway's side of FACTS' cryptography ------------------------------------------------
+    def rsa_decrypt(self, text: str) -> bytes:
+        try:
+            return self.key.decrypt(base64.b64decode(text), PKCS1v15())
+        except ValueError:
+            return b""
+
+    def unseal(self, fields: dict[str, str]) -> dict[str, Any]:
+        """What the gateway reads from the browser's form: key, IV and the request XML."""
+        assert fields["HashedRequestObject"] == hashlib.sha256(fields["RequestObject"].encode()).hexdigest()
+        secret = base64.b64decode(self.rsa_decrypt(fields["RandomSecret"]), validate=True)
+        assert len(secret) == 48, "RandomSecret holds the base64 text of key and IV"
+        key, iv = secret[:32], secret[32:]
+        plaintext = aes(key, iv, base64.b64decode(fields["RequestObject"]), decrypt=True)
+        return {"key": key, "iv": iv, "plaintext": plaintext, "xml": ET.fromstring(plaintext.split(b"?>", 1)[1])}
+
+    # --- what tests tell it -------------------------------------------------------------------------
+    def approve(self, opened: dict[str, Any], transaction: str = "TX000000000001", *, number: str = "400000000001",
+                status: str = "PAID", refunded: str = "0.00") -> dict[str, str]:
+        """The status inquiry will say this request is paid (or ``status``)."""
+        self.statuses[opened["sender_request_number"]] = {
+            "SenderRequestNumber": opened["sender_request_number"], "PaymentRequestNumber": number,
+            "Status": status, "Currency": "818", "PaymentRequestTotalAmount": opened["amount"],
+            "CollectionFeesAmount": "0.00", "CustomerAuthorizationAmount": opened["amount"],
+            "PaidAmount": opened["amount"], "RefundedAmount": refunded, "TransactionNumber": transaction,
+            "AuthorizationCode": "123456", "AuthoriztionDateTime": "2026-12-07 10:00:00",
+            "ReconciliationDate": "2026-12-07"}
+        return self.statuses[opened["sender_request_number"]]
+
+    def confirmation_xml(self, opened: dict[str, Any], **values: str) -> bytes:
+        fields = {
+            "SenderRequestNumber": opened["sender_request_number"], "PaymentRequestNumber": "400000000001",
+            "PaymentRequestTotalAmount": opened["amount"], "CollectionFeesAmount": "0.00",
+            "CustomerAuthorizationAmount": opened["amount"], "AuthorizationCode": "123456",
+            "TransactionNumber": "TX000000000001", "AuthorizingMechanism": "Card", "AuthorizingInstitution": "Visa",
+            "AuthoriztionDateTime": "2026-12-07 10:00:00", "ReconciliationDate": "2026-12-07", "IsConfirmed": "true",
+        }
+        fields.update(values)
+        root = ET.Element("PaymentConfirmationRequest")
+        for name, value in fields.items():
+            if value is not None:
+                ET.SubElement(root, name).text = value
+        return b'<?xml version="1.0" encoding="utf-8"?>' + ET.tostring(root, encoding="utf-8")
+
+    def silent_call_form(self, opened: dict[str, Any], *, plaintext: bytes | None = None, **values: str
+                         ) -> dict[str, str]:
+        """The silent call's form, encrypted under the key and IV the reference chose for ``opened``."""
+        sealed = self.unseal(opened["initiation"]["fields"])
+        body = plaintext if plaintext is not None else self.confirmation_xml(opened, **values)
+        request_object = base64.b64encode(aes(sealed["key"], sealed["iv"], body, decrypt=False)).decode()
+        return {"SenderID": opened["initiation"]["fields"]["SenderID"],
+                "SenderRequestNumber": opened["sender_request_number"], "RequestObject": request_object,
+                "Signature": hashlib.sha256(request_object.encode()).hexdigest()}
 
 
 class Reference:
@@ -172,6 +285,14 @@ class Reference:
     def order(self, bill_reference: str) -> dict[str, Any]:
         return self.client.get(f"/api/orders/{bill_reference}").get_json()
 
+    def open_card(self, order: dict[str, Any], **body: Any) -> dict[str, Any]:
+        response = self.client.post(f"/api/orders/{order['bill_reference']}/card-payments", json=body)
+        assert response.status_code == 201, response.get_json()
+        return response.get_json()
+
+    def silent_call(self, form: dict[str, str]) -> Any:
+        return self.client.post("/efinance/confirmations", data=form)
+
     def khales_payment(self, order: dict[str, Any], txn: str = "KH-TXN-1", **changes: Any) -> Any:
         body = {"khales_transaction_id": txn, "bill_reference": order["bill_reference"],
                 "amount": order["amount"], "currency": "EGP", "outlet_id": "OUT-01-001", "paid_at": self.now()}
@@ -190,8 +311,8 @@ def citizen_services() -> Iterator[FakeCitizenServices]:
 
 
 @pytest.fixture
-def card_gateway() -> Iterator[FakeCardGateway]:
-    fake = FakeCardGateway()
+def card_gateway(gateway_key: tuple[rsa.RSAPrivateKey, bytes]) -> Iterator[FakeEfinanceGateway]:
+    fake = FakeEfinanceGateway(*gateway_key, load_settings()["reference"]["efinance"]["senders"])
     server = ServerThread(fake.app).start()
     fake.url = server.url  # type: ignore[attr-defined]
     yield fake
@@ -199,7 +320,7 @@ def card_gateway() -> Iterator[FakeCardGateway]:
 
 
 @pytest.fixture
-def settings(tmp_path: Any, citizen_services: FakeCitizenServices, card_gateway: FakeCardGateway
+def settings(tmp_path: Any, citizen_services: FakeCitizenServices, card_gateway: FakeEfinanceGateway
              ) -> dict[str, Any]:
     return load_settings(overrides={
         "reference": {"database": str(tmp_path / "ref.sqlite3"), "ticker": False},

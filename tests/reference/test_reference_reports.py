@@ -7,19 +7,15 @@ import pytest
 
 @pytest.fixture
 def two_payments(ref, citizen_services, card_gateway, service_request):
-    """Two building-permit renewals on Monday 2026-12-07: one in cash, one by card."""
+    """Two building-permit renewals on Monday 2026-12-07: one in cash, one by card (e-finance)."""
     citizen_services.requests["SR-01-00000002"] = service_request("SR-01-00000002")
     cash = ref.create_order()
     ref.khales_payment(cash)
     card = ref.create_order("SR-01-00000002")
-    opened = ref.client.post(f"/api/orders/{card['bill_reference']}/card-payments").get_json()
-    card_gateway.approve(opened["session_id"], "TXN-9")
-    body = {"event_id": "EVT-9", "event_type": "payment.approved", "session_id": opened["session_id"],
-            "merchant_request_id": opened["merchant_request_id"], "merchant_reference": card["bill_reference"],
-            "status": "APPROVED", "transaction_id": "TXN-9", "amount": "855.00", "collection_fee": "0.00",
-            "total": "855.00", "currency": "EGP", "card": {"bin": "507803", "last4": "0001"},
-            "occurred_at": ref.now()}
-    assert ref.signed("/webhooks/card-gateway", body, "card_gateway_webhook").status_code == 200
+    opened = ref.open_card(card)
+    card_gateway.approve(opened, "TX000000000009")
+    answer = ref.silent_call(card_gateway.silent_call_form(opened, TransactionNumber="TX000000000009"))
+    assert answer.headers["Response_Code"] == "000", answer.get_json()
     return cash, card
 
 

@@ -20,6 +20,7 @@ from .ledger import Ledger
 from .outbox import Outbox
 from .reconciliation import Reconciliation
 from .reports import Reports
+from .status_watch import StatusWatch
 from .store import Store
 from .upstream import EfinanceClient, Upstreams
 from .views import make_blueprint
@@ -39,6 +40,7 @@ def create_app(settings: dict[str, Any] | None = None) -> Flask:
     reports = Reports(component, store, reconciliation)
     component.scheduler.add_poller(outbox)
     component.scheduler.add_poller(reconciliation)
+    component.scheduler.add_poller(StatusWatch(component, store, cards))
     component.on_reset(store.wipe)
     component.on_stop(store.close)
     app.register_blueprint(make_blueprint(component, store, ledger, cards, outbox, reconciliation, reports))

@@ -53,6 +53,7 @@ from .errors import (
     UpstreamUnavailable,
 )
 from .ledger import new_id
+from .status_watch import first_check_at
 
 if TYPE_CHECKING:
     from simulators.common.component import Component
@@ -127,7 +128,7 @@ class CardPayments:
                         "sender_id": sender.sender_id, "amount": order["amount"], "mechanism": mechanism,
                         "language": language, "secret_key": base64.b64encode(sealed.key).decode("ascii"),
                         "secret_iv": base64.b64encode(sealed.iv).decode("ascii"), "initiation": sealed.fields,
-                        "created_at": iso(now)}):
+                        "next_check_at": first_check_at(self.component, now), "created_at": iso(now)}):
                     break
         else:
             raise Conflict("could not allocate a free SenderRequestNumber; try again", code="NO_FREE_REFERENCE")
@@ -362,29 +363,36 @@ class CardPayments:
     def on_return(self, sender_request_number: str) -> dict[str, Any]:
         """The order behind a return, after asking the gateway (the redirect's query is not believed).
         Credits through the same idempotent path as the silent call when the gateway says PAID; a
-        gateway that cannot be asked leaves the order as it is (the silent call will come)."""
+        gateway that cannot be asked leaves the order as it is (the silent call, or the status watch,
+        will settle it)."""
         attempt = self.attempt(sender_request_number)
-        if attempt["status"] != "APPROVED" and attempt["mechanism"] != "NotSet":
+        if attempt["status"] != "APPROVED":
             try:
-                self._credit_from_status(attempt)
+                self.check_with_gateway(attempt)
             except ApiError as exc:
                 log.warning("return of %s: the gateway was not asked or did not confirm: %s",
                             sender_request_number, exc.message)
         return self.ledger.get_order(attempt["bill_reference"])
 
-    def _credit_from_status(self, attempt: dict[str, Any]) -> None:
+    def check_with_gateway(self, attempt: dict[str, Any]) -> RequestStatus | None:
+        """Ask the status inquiry about one attempt and credit it when the gateway says it is paid
+        with this attempt's amount (the same idempotent capture as the silent call). Returns the
+        gateway's answer (None: it does not know the request); raises :class:`ApiError` when it cannot
+        be asked or answers off contract."""
         sender = self.client.sender_by_id(attempt["sender_id"])
         if sender is None:
-            return
+            return None
         status = self.client.status(sender, attempt["sender_request_number"], attempt["payment_request_number"] or "")
         if status is None or status.status != "PAID" or not status.transaction_number:
-            return
+            return status
         known = attempt["payment_request_number"]
         if status.total_amount != attempt["amount"] or (known and status.payment_request_number != known):
-            log.warning("return of %s: the gateway's status does not match the attempt",
-                        attempt["sender_request_number"])
-            return
-        if self.store.efinance_payment(status.payment_request_number, status.transaction_number) is not None:
-            return
-        with self.store.transaction():
-            self._capture(attempt, status, channel=channel_of(attempt["mechanism"]), mechanism=attempt["mechanism"])
+            log.warning("status of %s does not match the attempt: nothing credited", attempt["sender_request_number"])
+            return status
+        # What paid: the gateway's word when it gives it, else what the attempt asked for (NotSet, when
+        # the gateway does not say, is reported as card: the silent call, if it ever comes, says more).
+        mechanism = status.mechanism or attempt["mechanism"]
+        if self.store.efinance_payment(status.payment_request_number, status.transaction_number) is None:
+            with self.store.transaction():
+                self._capture(attempt, status, channel=channel_of(mechanism), mechanism=mechanism)
+        return status

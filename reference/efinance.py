@@ -436,6 +436,7 @@ class RequestStatus:
     authorization_code: str
     authorized_at: datetime | None
     reconciliation_date: date | None
+    mechanism: str = ""  # AuthorizingMechanism when the gateway says it (the simulator does)
 
     @property
     def captured(self) -> bool:
@@ -460,4 +461,5 @@ def read_status(fields: dict[str, str]) -> RequestStatus:
         authorization_code=fields.get("AuthorizationCode", ""),
         authorized_at=parse_local_time(fields.get("AuthoriztionDateTime", ""), "AuthoriztionDateTime"),
         reconciliation_date=parse_day(fields.get("ReconciliationDate", ""), "ReconciliationDate"),
+        mechanism=fields.get("AuthorizingMechanism", ""),
     )

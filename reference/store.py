@@ -57,9 +57,13 @@ CREATE TABLE IF NOT EXISTS card_attempts (
     payment_request_number TEXT,
     status                 TEXT NOT NULL CHECK (status IN ('OPEN', 'APPROVED', 'DECLINED', 'FAILED')),
     last_error             TEXT,
+    -- the status watch: when the gateway is next asked about this request (NULL: no more), how often so far
+    next_check_at          TEXT,
+    checks                 INTEGER NOT NULL DEFAULT 0,
     created_at             TEXT NOT NULL,
     updated_at             TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS card_attempts_next_check ON card_attempts (next_check_at) WHERE next_check_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS card_attempts_by_order ON card_attempts (bill_reference);
 CREATE INDEX IF NOT EXISTS card_attempts_by_number ON card_attempts (payment_request_number);
 
@@ -189,7 +193,7 @@ CREATE TABLE IF NOT EXISTS exceptions (
 TABLES = ("exceptions", "settlement_notices", "settlement_days", "outbox", "idempotency", "card_refunds",
           "payments", "card_attempts", "orders")
 _JSON_COLUMNS = {"fee_lines", "body", "transactions", "response", "initiation"}
-SCHEMA_VERSION = 2  # 2: e-finance card attempts and refunds (issue 3); a file of version 1 is refused
+SCHEMA_VERSION = 3  # 2: e-finance card attempts and refunds (issue 3); 3: their status watch; an older file is refused
 
 
 def _row(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> dict[str, Any]:
@@ -313,12 +317,14 @@ class Store:
         """False when the SenderRequestNumber is taken (16 random hex: a clash is retried by the caller)."""
         return bool(self._run(
             "INSERT INTO card_attempts (sender_request_number, bill_reference, sender_id, amount, mechanism,"
-            " language, secret_key, secret_iv, initiation, payment_request_number, status, created_at, updated_at)"
+            " language, secret_key, secret_iv, initiation, payment_request_number, status, next_check_at,"
+            " created_at, updated_at)"
             " VALUES (:sender_request_number, :bill_reference, :sender_id, :amount, :mechanism, :language,"
-            " :secret_key, :secret_iv, :initiation, :payment_request_number, 'OPEN', :created_at, :created_at)"
-            " ON CONFLICT DO NOTHING",
+            " :secret_key, :secret_iv, :initiation, :payment_request_number, 'OPEN', :next_check_at,"
+            " :created_at, :created_at) ON CONFLICT DO NOTHING",
             dict(attempt, initiation=_json(attempt["initiation"]),
-                 payment_request_number=attempt.get("payment_request_number"))))
+                 payment_request_number=attempt.get("payment_request_number"),
+                 next_check_at=attempt.get("next_check_at"))))
 
     def update_card_attempt(self, sender_request_number: str, now: str, **fields: Any) -> None:
         allowed = {"payment_request_number", "status", "last_error"}
@@ -328,6 +334,19 @@ class Store:
         self._run(f"UPDATE card_attempts SET {assignments}, updated_at = :now"  # noqa: S608
                   " WHERE sender_request_number = :sender_request_number",
                   dict(fields, now=now, sender_request_number=sender_request_number))
+
+    def next_status_check(self) -> str | None:
+        row = self._one("SELECT MIN(next_check_at) AS due FROM card_attempts WHERE next_check_at IS NOT NULL")
+        return row["due"] if row else None
+
+    def first_status_check_due(self, now: str) -> dict[str, Any] | None:
+        return self._one("SELECT * FROM card_attempts WHERE next_check_at IS NOT NULL AND next_check_at <= ?"
+                         " ORDER BY next_check_at, rowid LIMIT 1", (now,))
+
+    def schedule_status_check(self, sender_request_number: str, next_check_at: str | None, now: str) -> None:
+        """Count one check and set the next (None: the request needs no more watching)."""
+        self._run("UPDATE card_attempts SET next_check_at = ?, checks = checks + 1, updated_at = ?"
+                  " WHERE sender_request_number = ?", (next_check_at, now, sender_request_number))
 
     def decline_card_attempt(self, sender_request_number: str, now: str) -> bool:
         """A declined attempt; an approval already recorded is never undone by a late decline."""

@@ -585,6 +585,8 @@ class EfinanceGateway:
                 ("RefundableAmount", format_amount(session.amount - refunded if paid else 0)),
                 ("TransactionNumber", (session.transaction_id or "") if paid else ""),
                 ("AuthorizationCode", (session.auth_code or "") if paid else ""),
+                # assumed: which mechanism paid, so a sender that missed the silent call still knows
+                ("AuthorizingMechanism", (session.last_mechanism or "") if paid else ""),
                 ("AuthoriztionDateTime", cairo(approved_at).strftime("%Y-%m-%d %H:%M:%S") if approved_at else ""),
                 ("ReconciliationDate", reconciliation.isoformat() if reconciliation else ""),
                 ("ExpiryDate", record.request.expiry_date.isoformat()),

@@ -267,3 +267,42 @@ def test_a_channel_payment_request_paid_in_cash_at_a_khales_outlet_is_credited_a
     report = bench.http.get(bench.url("reference", "/api/reports/daily"),
                             params={"date": "2026-12-07", "governorate_code": "02"}).json()
     assert report["governorates"][0]["collections"]["by_channel"]["cash"]["amount"] == order["amount"]
+
+
+def test_a_payment_whose_silent_call_never_comes_and_whose_citizen_never_returns_is_credited_by_the_watch(bench):
+    order = bench.order()
+    card = bench.open_card(order)
+    bench.fault("card_gateway", {"direction": "domain", "kind": "confirmation_never_sent",
+                                 "match": {"payment_request_number": card["payment_request_number"]}})
+    bench.pay(card)  # the browser is closed before it follows the redirect
+    bench.clock.quiesce()
+    assert bench.get_order(order["bill_reference"])["status"] == "UNPAID"  # nothing told the reference yet
+    assert bench.received(CONFIRMATIONS) == []
+
+    bench.clock.advance_to(bench.clock.now() + timedelta(minutes=10))  # the first status check
+
+    paid = bench.get_order(order["bill_reference"])
+    assert paid["status"] == "PAID"
+    assert len(paid["payments"]) == 1 and paid["payments"][0]["channel"] == "card"
+    bench.clock.advance_to(bench.clock.now() + timedelta(hours=7))  # later checks credit nothing more
+    again = bench.get_order(order["bill_reference"])
+    assert len(again["payments"]) == 1
+    assert len(bench.confirmations_at_citizen_services(order["request_number"])) == 1
+
+
+def test_an_unpaid_request_is_asked_about_on_schedule_then_once_at_expiry_and_then_left_alone(bench):
+    order = bench.order()
+    bench.open_card(order)
+    status_path = "/CardPaymentRequestIntiation/StatusInquiry"
+
+    def inquiries() -> int:
+        entries = bench.http.get(bench.url("card_gateway", f"/_admin/journal?direction=in&path={status_path}"))
+        return len(entries.json()["entries"])
+
+    bench.clock.advance_to(bench.clock.now() + timedelta(hours=7))  # 10 min, 1 h, 6 h
+    assert inquiries() == 3
+    bench.clock.advance_to(parse_instant(order["expires_at"]) + timedelta(hours=1))  # once at the expiry
+    assert inquiries() == 4
+    bench.clock.advance_to(parse_instant(order["expires_at"]) + timedelta(days=3))
+    assert inquiries() == 4
+    assert bench.get_order(order["bill_reference"])["payments"] == []

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urljoin, urlsplit
 
+import requests
+
 from simulators.common.clock import CAIRO
 from simulators.common.http import encode_json
 from simulators.common.signing import sign_headers
@@ -145,7 +147,9 @@ def pay_card(run: ScenarioRun, args: dict[str, Any]) -> Observation:
             "cvv": args.get("cvv", "123"), "cardholder": args.get("cardholder", "Citizen")}
     masked = dict(form, card_number=form["card_number"][:6] + "******" + form["card_number"][-4:], cvv="***")
     request: dict[str, Any] = {"method": "POST", "url": url, "form": masked}
-    submitted = run.parties.session.post(url, data=form, allow_redirects=False, timeout=run.parties.timeout)
+    submitted = _browser_post(run, url, form)
+    if submitted is None:
+        return _no_answer(card, request)
     challenge = re.search(r'name="challenge_id" value="([^"]+)"', submitted.text) \
         if submitted.status_code == 200 else None
     otp = args.get("otp", TEST_OTP)
@@ -153,8 +157,9 @@ def pay_card(run: ScenarioRun, args: dict[str, Any]) -> Observation:
         action = _form_action(submitted.text, "challenge", "/challenge")
         challenge_url = urljoin(url, action) if action else url.split("?", 1)[0] + "/challenge"
         request["challenge"] = {"url": challenge_url, "otp": "***"}
-        submitted = run.parties.session.post(challenge_url, data={"otp": str(otp), "challenge_id": challenge.group(1)},
-                                             allow_redirects=False, timeout=run.parties.timeout)
+        submitted = _browser_post(run, challenge_url, {"otp": str(otp), "challenge_id": challenge.group(1)})
+        if submitted is None:
+            return _no_answer(card, request)
         challenge = None
     location = submitted.headers.get("Location", "")
     query = parse_qs(urlsplit(location).query)
@@ -166,13 +171,33 @@ def pay_card(run: ScenarioRun, args: dict[str, Any]) -> Observation:
                 is_confirmed=None if confirmed is None else confirmed == "true",
                 payment_request_number=card.get("payment_request_number")
                 or (query.get("PaymentRequestNumber") or [None])[0])
+    if args.get("follow_redirect") and location:
+        # the browser comes back: the collection service's return page (it asks the gateway itself)
+        back = run.parties.session.get(urljoin(url, location), timeout=run.parties.timeout)
+        found = re.search(r'id="order-status"[^>]*>([^<]*)<', back.text)
+        card.update(return_status=back.status_code, order_status=found.group(1).strip() if found else None)
     return Observation(status=submitted.status_code, json=card, text=submitted.text[:2000], request=request)
+
+
+def _browser_post(run: ScenarioRun, url: str, form: dict[str, str]) -> Any:
+    """A browser's form post; None when no answer came back (the connection was cut or timed out)."""
+    try:
+        return run.parties.session.post(url, data=form, allow_redirects=False, timeout=run.parties.timeout)
+    except requests.RequestException:
+        return None
+
+
+def _no_answer(card: dict[str, Any], request: dict[str, Any]) -> Observation:
+    """What the citizen saw when the page never answered: nothing. The step's status is null and
+    ``json.status`` is ``NO_ANSWER``; whether the money was taken is for later steps to find out."""
+    card.update(redirect_status=None, location="", status="NO_ANSWER", is_confirmed=None)
+    return Observation(status=None, json=card, text="", request=request)
 
 
 def pay_cash(run: ScenarioRun, args: dict[str, Any]) -> Observation:
     """A Khales outlet inquires and pays; by default an outlet of the scenario's governorate."""
     body = {"bill_reference": args.get("bill_reference") or run.var("order.bill_reference")}
-    for key in ("amount", "outlet_id", "transaction_id"):
+    for key in ("amount", "outlet_id", "transaction_id", "biller"):
         if key in args:
             body[key] = args[key]
     governorate = args.get("governorate") or run.given.get("governorate")

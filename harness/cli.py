@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -74,6 +75,10 @@ def _execute(paths: tuple[str, ...], target: str | None, tags: str | None, skip_
     if not scenarios:
         click.echo("tahseel: no scenario matched", err=True)
         sys.exit(2)
+    # The embedded parties log what they refuse (a forged silent call, say); in a scenario run that is
+    # evidence for the journal, not news for the terminal, so only errors reach stderr unless -v.
+    logging.basicConfig(level=logging.INFO if verbose else logging.ERROR,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
     # Against a target, the simulators listen where the target was told they are: the serve ports
     # (8001-8004), or TAHSEEL_PORT_<PARTY> when those are taken.
     ports = {n: int(os.environ.get(f"TAHSEEL_PORT_{n.upper()}", DEFAULT_PORTS[n]))

@@ -248,3 +248,17 @@ def test_an_otp_without_its_challenge_id_answers_nothing(live_gateway, receiver,
                                      allow_redirects=False)
     assert refused.status_code == 409
     assert status_of(answer(live_gateway, session_id, OTP)) == "APPROVED"  # the real challenge still stands
+
+
+def test_an_enrolled_card_the_issuer_declines_is_challenged_first_then_declined(live_gateway, receiver):
+    session_id = open_session(live_gateway, receiver, merchant_request_id="REQ-3DS-DECLINE")
+
+    page = live_gateway.pay(session_id, "5200000000000007")  # three_ds: true, DO_NOT_HONOUR
+
+    assert page.status_code == 200 and 'name="otp"' in page.text  # the challenge comes before the issuer
+    assert status_of(answer(live_gateway, session_id, OTP)) == "DECLINED"
+    live_gateway.admin("tick")
+    [event] = events(receiver)
+    assert (event["status"], event["decline_reason"]) == ("DECLINED", "DO_NOT_HONOUR")
+    session = live_gateway.signed_get(f"/api/sessions/{session_id}")
+    assert (session["status"], session["attempts"]) == ("DECLINED", 1)  # still payable with another card

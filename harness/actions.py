@@ -9,7 +9,10 @@ reads the redirect back.
 
 from __future__ import annotations
 
+import csv
+import hashlib
 import html as html_text
+import io
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,8 +22,10 @@ from urllib.parse import parse_qs, urljoin, urlsplit
 import requests
 
 from simulators.common.clock import CAIRO
+from simulators.common.errors import BadSignature
+from simulators.common.files import BOM, csv_bytes
 from simulators.common.http import encode_json
-from simulators.common.signing import sign_headers
+from simulators.common.signing import sign_headers, verify
 
 from .expressions import ScenarioError
 
@@ -114,17 +119,23 @@ def open_card(run: ScenarioRun, args: dict[str, Any]) -> Observation:
     request = {"method": "POST", "url": initiation["url"], "form": sorted(initiation["fields"])}
     if page.status_code != 200:
         return _observe(page, request)
-    action = _form_action(page.text, "card-form", "/pay/")
-    if action is None:
+    # The page's form: the card form (Card, Meeza, NotSet until the citizen picks) or the wallet form.
+    page_form, action = "card", _form_action(page.text, "card-form", "/pay/")
+    wallet = next((f.get("action") for f in _forms(page.text) if f.get("id") == "wallet-form"), None)
+    if wallet is not None and (action is None or "/wallet" in action):
+        page_form, action = "wallet", wallet
+    found = re.search(r"/pay/([A-Za-z0-9]+)", action or "")
+    if found is None:
         return Observation(status=page.status_code, text=page.text[:4000], request=request,
-                           json={"error": "the gateway's page has no card form"})
-    hosted = urljoin(initiation["url"], action)
-    session_id = urlsplit(hosted).path.rstrip("/").rsplit("/", 1)[-1]
+                           json={"error": "the gateway's page has no card or wallet form"})
+    session_id = found.group(1)
+    query = urlsplit(urljoin(initiation["url"], action)).query
+    hosted = urljoin(initiation["url"], f"/pay/{session_id}") + (f"?{query}" if query else "")
     result = {
         "bill_reference": reference, "sender_request_number": started.json["sender_request_number"],
         "payment_request_number": page.headers.get("X-Payment-Request-Number"), "session_id": session_id,
         "payment_url": started.json["payment_url"], "hosted_page_url": hosted, "status": "OPEN",
-        "mechanism": started.json.get("mechanism"),
+        "mechanism": started.json.get("mechanism"), "page_form": page_form,
     }
     return Observation(status=page.status_code, json=result, text=page.text[:2000], request=request)
 
@@ -143,10 +154,17 @@ def pay_card(run: ScenarioRun, args: dict[str, Any]) -> Observation:
             return landed
         card = dict(landed.json)
     url = card["hosted_page_url"]
-    form = {"card_number": args.get("card", "4111111111111111"), "expiry": args.get("expiry", "12/30"),
-            "cvv": args.get("cvv", "123"), "cardholder": args.get("cardholder", "Citizen")}
-    masked = dict(form, card_number=form["card_number"][:6] + "******" + form["card_number"][-4:], cvv="***")
-    request: dict[str, Any] = {"method": "POST", "url": url, "form": masked}
+    if card.get("page_form") == "wallet" or "mobile" in args:
+        # a mobile wallet: the number, then the wallet's OTP (answered like a 3-D Secure challenge)
+        base, _, query = url.partition("?")
+        url = f"{base}/wallet" + (f"?{query}" if query else "")
+        form = {"mobile": str(args.get("mobile", "01000000001"))}
+        request: dict[str, Any] = {"method": "POST", "url": url, "form": form}
+    else:
+        form = {"card_number": args.get("card", "4111111111111111"), "expiry": args.get("expiry", "12/30"),
+                "cvv": args.get("cvv", "123"), "cardholder": args.get("cardholder", "Citizen")}
+        masked = dict(form, card_number=form["card_number"][:6] + "******" + form["card_number"][-4:], cvv="***")
+        request = {"method": "POST", "url": url, "form": masked}
     submitted = _browser_post(run, url, form)
     if submitted is None:
         return _no_answer(card, request)
@@ -155,7 +173,7 @@ def pay_card(run: ScenarioRun, args: dict[str, Any]) -> Observation:
     otp = args.get("otp", TEST_OTP)
     if challenge is not None and otp not in (None, False):
         action = _form_action(submitted.text, "challenge", "/challenge")
-        challenge_url = urljoin(url, action) if action else url.split("?", 1)[0] + "/challenge"
+        challenge_url = urljoin(url, action) if action else card["hosted_page_url"].split("?", 1)[0] + "/challenge"
         request["challenge"] = {"url": challenge_url, "otp": "***"}
         submitted = _browser_post(run, challenge_url, {"otp": str(otp), "challenge_id": challenge.group(1)})
         if submitted is None:
@@ -195,11 +213,23 @@ def _no_answer(card: dict[str, Any], request: dict[str, Any]) -> Observation:
 
 
 def pay_cash(run: ScenarioRun, args: dict[str, Any]) -> Observation:
-    """A Khales outlet inquires and pays; by default an outlet of the scenario's governorate."""
-    body = {"bill_reference": args.get("bill_reference") or run.var("order.bill_reference")}
-    for key in ("amount", "outlet_id", "transaction_id", "biller"):
-        if key in args:
-            body[key] = args[key]
+    """A Khales outlet inquires and pays; by default an outlet of the scenario's governorate.
+
+    With ``bills: [{bill_reference, amount, transaction_id, biller}, …]`` the citizen pays several
+    bills in one visit (``POST /api/outlet-visits``, one transaction per bill, one cash total)."""
+    if "bills" in args:
+        body: dict[str, Any] = {"bills": [dict(bill) for bill in args["bills"]]}
+        if "visit_id" in args:
+            body["visit_id"] = args["visit_id"]
+        path = "/api/outlet-visits"
+    else:
+        body = {"bill_reference": args.get("bill_reference") or run.var("order.bill_reference")}
+        for key in ("amount", "transaction_id", "biller"):
+            if key in args:
+                body[key] = args[key]
+        path = "/api/outlet-payments"
+    if "outlet_id" in args:
+        body["outlet_id"] = args["outlet_id"]
     governorate = args.get("governorate") or run.given.get("governorate")
     if "outlet_id" not in body and governorate:
         outlets = _get(run, "khales", "/api/outlets", governorate_code=governorate)
@@ -207,7 +237,46 @@ def pay_cash(run: ScenarioRun, args: dict[str, Any]) -> Observation:
         if not found:
             raise ScenarioError(f"pay_cash: Khales has no outlet in governorate {governorate}")
         body["outlet_id"] = found[0]["outlet_id"]
-    return _post(run, "khales", "/api/outlet-payments", body)
+    return _post(run, "khales", path, body)
+
+
+def end_of_day_file(run: ScenarioRun, args: dict[str, Any]) -> Observation:
+    """Download Khales' end-of-day file of ``date`` (default: today, Cairo) as CSV, as a spreadsheet
+    user would (``excel: true`` asks for the byte-order mark), and read it back.
+
+    Result: ``{status, state, bom, size, sha256, signature_valid, columns, lines, line_count}`` where
+    ``lines`` are the rows as dicts, plus ``byte_for_byte``: the rows written again with the same CSV
+    rules give exactly the bytes received (BOM included), and, with ``excel``, ``same_as_plain``:
+    the file without the mark is, byte for byte, the one served without ``excel``."""
+    day = args.get("date") or run.clock.now().astimezone(CAIRO).date().isoformat()
+    path = f"/api/end-of-day/{day}"
+    excel = bool(args.get("excel"))
+    response = run.parties.call("khales", "GET", path, params={"excel": "1"} if excel else None)
+    request = {"party": "khales", "method": "GET", "path": path, "params": {"excel": "1"} if excel else {}}
+    if response.status_code != 200:
+        return _observe(response, request)
+    raw = response.content
+    secret = run.settings.get("secrets", {}).get("collections_feed", "")
+    try:
+        verify(secret, response.headers, raw, run.clock.now())
+        signature_valid = True
+    except BadSignature:
+        signature_valid = False
+    bom = raw.startswith(BOM)
+    text = raw[len(BOM):].decode("utf-8") if bom else raw.decode("utf-8")
+    reader = csv.reader(io.StringIO(text, newline=""))
+    columns = next(reader, [])
+    lines = [dict(zip(columns, row, strict=False)) for row in reader]
+    result: dict[str, Any] = {
+        "status": response.status_code, "state": response.headers.get("X-Khales-File-State"), "bom": bom,
+        "size": len(raw), "sha256": hashlib.sha256(raw).hexdigest(), "signature_valid": signature_valid,
+        "columns": columns, "lines": lines, "line_count": len(lines),
+        "byte_for_byte": csv_bytes(columns, lines, bom=bom) == raw,
+    }
+    if excel:
+        plain = run.parties.call("khales", "GET", path).content
+        result["same_as_plain"] = raw[len(BOM):] == plain and bom
+    return Observation(status=response.status_code, json=result, text=text[:2000], request=request)
 
 
 def advance(run: ScenarioRun, args: Any) -> Observation:
@@ -271,11 +340,12 @@ def http(run: ScenarioRun, args: dict[str, Any]) -> Observation:
 
 ACTIONS: dict[str, Callable[[ScenarioRun, Any], Observation]] = {
     "service_request": service_request, "order": order, "get_order": get_order, "open_card": open_card,
-    "pay_card": pay_card,
-    "pay_cash": pay_cash, "advance": advance, "advance_to": advance_to, "fault": fault,
+    "pay_card": pay_card, "pay_cash": pay_cash, "end_of_day_file": end_of_day_file,
+    "advance": advance, "advance_to": advance_to, "fault": fault,
     "clear_faults": clear_faults, "journal": journal, "report": report, "http": http,
 }
 DEFAULT_NAMES = {"service_request": "request", "order": "order", "get_order": "order",
                  "open_card": "card", "pay_card": "card_payment", "pay_cash": "cash_payment", "fault": "fault",
+                 "end_of_day_file": "end_of_day",
                  "journal": "journal", "report": "report", "http": "response"}
-MUST_SUCCEED = {"service_request", "order", "open_card", "pay_cash", "fault", "get_order", "report"}
+MUST_SUCCEED = {"service_request", "order", "open_card", "pay_cash", "fault", "get_order", "report", "end_of_day_file"}

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -48,9 +49,28 @@ def fresh_ledger(data_dir: str) -> None:
         path.unlink()
 
 
+def ports_in_use(host: str, ports: dict[str, int]) -> list[str]:
+    """Parties whose port is taken. Checked before starting: another serve on the same ports would
+    answer our health checks itself, and we would announce its URLs as ours."""
+    taken = []
+    for name in PARTY_ORDER:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn: TIME_WAIT is no owner
+            try:
+                probe.bind((host, ports[name]))
+            except OSError:
+                taken.append(f"{name} ({host}:{ports[name]})")
+    return taken
+
+
 def serve(host: str, ports: dict[str, int], data_dir: str, as_json: bool, threads: int = 16,
           keep_data: bool = False) -> int:
     urls = {name: f"http://{host}:{ports[name]}" for name in PARTY_ORDER}
+    taken = ports_in_use(host, ports)
+    if taken:
+        print(f"tahseel serve: port in use for {', '.join(taken)} (another tahseel serve?); choose others with"
+              " --<party>-port or TAHSEEL_PORT_<PARTY>", file=sys.stderr)
+        return 1
     Path(data_dir).mkdir(parents=True, exist_ok=True)
     if not keep_data:
         fresh_ledger(data_dir)

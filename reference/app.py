@@ -12,6 +12,7 @@ from typing import Any
 
 from flask import Flask
 
+from simulators.common.clock import iso, parse_instant
 from simulators.common.component import Component
 from simulators.common.config import load_settings
 
@@ -41,6 +42,15 @@ def create_app(settings: dict[str, Any] | None = None) -> Flask:
     component.scheduler.add_poller(outbox)
     component.scheduler.add_poller(reconciliation)
     component.scheduler.add_poller(StatusWatch(component, store, cards))
+    saved = store.saved_clock()
+    if saved:  # a worker restarted after a crash: back on the scenario's simulated time
+        component.clock.set(parse_instant(saved))
+
+    def persist_clock() -> None:
+        with store.transaction():
+            store.save_clock(iso(component.clock.now()) if component.clock.simulated else None)
+
+    component.on_clock_moved(persist_clock)
     component.on_reset(store.wipe)
     component.on_stop(store.close)
     app.register_blueprint(make_blueprint(component, store, ledger, cards, outbox, reconciliation, reports))

@@ -48,6 +48,7 @@ from .efinance import (
 from .errors import (
     CardPaymentsUnavailable,
     SilentCallRefused,
+    TooManyCardAttempts,
     UnknownCardPayment,
     UpstreamRejected,
     UpstreamUnavailable,
@@ -65,8 +66,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 CONFIRMATION_PATH = "/efinance/confirmations"
 RETURN_PATH = "/payments/return"
-MESSAGE_REASONS = {"undecryptable": "UNDECRYPTABLE", "malformed": "MALFORMED_XML", "missing": "MISSING_FIELD",
-                   "invalid": "INVALID_FIELD"}
 
 
 def channel_of(mechanism: str) -> str:
@@ -85,12 +84,22 @@ class CardPayments:
     def now(self) -> datetime:
         return self.component.clock.now()
 
+    def service_name(self, service_code: str, language: str) -> str:
+        """The service as the citizen knows it, for the gateway's page (RequestInitiationDescription)."""
+        services = (self.component.settings.get("catalog") or {}).get("services") or []
+        found = next((s for s in services if s.get("code") == service_code), {})
+        return str(found.get("name_en" if language == "en" else "name_ar") or service_code)
+
     # --- opening --------------------------------------------------------------------------------
     def open(self, bill_reference: str, body: dict[str, Any], ip: str | None) -> dict[str, Any]:
         """Seal a ``PaymentRequestInitiationReq`` for the order and keep the attempt (with its key and
         IV) before anything is sent; for mechanism ``Channel`` also initiate it server to server."""
         order = self.ledger.find_order(bill_reference)
         self.ledger.payable(order)
+        limit = int((self.component.own.get("efinance") or {}).get("max_attempts_per_order", 20))
+        if len(self.store.card_attempts_of(bill_reference)) >= limit:
+            raise TooManyCardAttempts(f"order {bill_reference} already has {limit} card attempts"
+                                      " (reference.efinance.max_attempts_per_order)", field="bill_reference")
         language = body.get("language") or "ar"
         mechanism = body.get("mechanism") or self.client.default_mechanism
         sender = self.client.sender_for(order["governorate_code"])
@@ -112,7 +121,7 @@ class CardPayments:
                 encrypted_password=certificate.password(sender.password), lines=lines,
                 sender_request_number=number, sender_invoice_number=order["bill_reference"],
                 service_code=sender.service_code,
-                description=f"{order['service_code']} {order['request_number']}",
+                description=f"{self.service_name(order['service_code'], language)} — {order['request_number']}",
                 ip=ip or "127.0.0.1", mechanism=mechanism,
                 # the last Cairo day the order can be paid on (an order ending at midnight ends the day before)
                 expiry_date=cairo(parse_instant(order["expires_at"]) - timedelta(microseconds=1)).date(),
@@ -197,8 +206,11 @@ class CardPayments:
                                     base64.b64decode(attempt["secret_iv"]))
             notice = parse_confirmation(plaintext)
         except MessageError as exc:
-            raise SilentCallRefused(MESSAGE_REASONS[exc.reason], exc.message, field=exc.field or "RequestObject") \
-                from None
+            # One answer for every way a RequestObject can fail (padding, XML, a field): telling them apart
+            # is a padding oracle that lets anyone encrypt a notice under the key without knowing it.
+            log.info("silent call for %r unreadable: %s %r", form["SenderRequestNumber"][:20], exc.reason, exc.message)
+            raise SilentCallRefused("UNDECRYPTABLE", "RequestObject cannot be decrypted and read under this"
+                                    " request's key", field="RequestObject") from None
         self._check_numbers(attempt, notice)
         if notice.operation == "Refund":
             return self._refund_notice(sender, attempt, notice)
@@ -219,7 +231,7 @@ class CardPayments:
         signature = form.get("Signature", "")
         if not signature:
             raise SilentCallRefused("BAD_SIGNATURE", "Signature is missing", field="Signature")
-        if not hmac.compare_digest(signature.strip().lower().encode("utf-8", "replace"),
+        if not hmac.compare_digest(signature.encode("utf-8", "replace"),  # exactly lowercase hex, as signed
                                    sha256_hex(form["RequestObject"]).encode("ascii")):
             raise SilentCallRefused("BAD_SIGNATURE", "Signature does not match the RequestObject", field="Signature")
 
@@ -336,6 +348,13 @@ class CardPayments:
             order = self.ledger.find_order(attempt["bill_reference"])
             payment = self.store.efinance_payment(notice.payment_request_number, notice.transaction_number)
             before = sum(r["amount"] for r in self.store.refunds_of(payment["payment_id"])) if payment else 0
+            if before + notice.refund_amount > status.refunded_amount:
+                # The gateway's own total bounds what we record: a notice for a refund it never made
+                # (forged, say: AES-CBC alone does not prove who wrote it) finds no room here.
+                raise SilentCallRefused("NOT_CONFIRMED_BY_GATEWAY", "the status inquiry says "
+                                        f"{format_amount(status.refunded_amount)} refunded in all; with this notice we"
+                                        f" would record {format_amount(before + notice.refund_amount)}",
+                                        field="RefundAmount")
             refunded_total = min(before + notice.refund_amount, attempt["amount"])
             full = refunded_total >= attempt["amount"]
             new = payment is None
@@ -370,7 +389,7 @@ class CardPayments:
             try:
                 self.check_with_gateway(attempt)
             except ApiError as exc:
-                log.warning("return of %s: the gateway was not asked or did not confirm: %s",
+                log.warning("return of %s: the gateway was not asked or did not confirm: %r",
                             sender_request_number, exc.message)
         return self.ledger.get_order(attempt["bill_reference"])
 

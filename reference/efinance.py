@@ -47,6 +47,7 @@ INITIATION_ROOT = "PaymentRequestInitiationReq"
 INITIATION_RESPONSE_ROOT = "PaymentRequestInitiationRes"
 CONFIRMATION_ROOT = "PaymentConfirmationRequest"
 STATUS_ROOT = "PaymentRequestStatusRes"
+CANCEL_ROOT = "PaymentRequestCancelRes"
 MECHANISMS = ("Card", "Meeza", "MobileWallet", "NotSet", "Channel")
 SUCCESS = "000"
 # FACTS' confirmation fields, in FACTS' order ("AuthoriztionDateTime" sic).
@@ -261,6 +262,8 @@ def _text_of(document: bytes | str) -> str:
                 text = document.decode("utf-8-sig")
         except UnicodeDecodeError:
             raise MessageError("malformed", "the document is neither UTF-8 nor UTF-16 text") from None
+    if "\x00" in text:  # not XML; UTF-16 without a BOM would otherwise slip past the DOCTYPE check
+        raise MessageError("malformed", "the document holds NUL characters (UTF-16 needs a byte-order mark)")
     return _DECLARATION.sub("", text, count=1)
 
 

@@ -57,6 +57,15 @@ class CardPaymentsUnavailable(Conflict):
     code = "CARD_PAYMENTS_UNAVAILABLE"
 
 
+class TooManyCardAttempts(ApiError):
+    """Raised when an order already has ``reference.efinance.max_attempts_per_order`` card attempts:
+    each one costs an RSA operation, a ledger row and the status watch's inquiries, so a script
+    posting the portal's form in a loop must not be able to open them without end."""
+
+    code = "TOO_MANY_ATTEMPTS"
+    status = 429
+
+
 class UnknownCardPayment(NotFound):
     """Raised when a SenderRequestNumber (in a path or a query) is not a card payment this service opened."""
 

@@ -9,7 +9,11 @@ channels; the e-finance card flow lives in :mod:`reference.card_payments` and cr
 - money is never lost: a card payment for an order that is already paid is kept, flagged
   ``excess`` and reported for refund (the card was charged; the order stays PAID);
 - every credited payment writes its confirmation to the outbox in the same transaction (P5);
-- no partial payments: an amount other than the amount due is refused and changes nothing.
+- partial payments at Khales outlets follow ``reference.khales_partial_payments``: ``reject`` (the
+  default: an amount other than the amount due is refused and changes nothing) or ``accept`` (each
+  part is credited, the order stays UNPAID with the rest outstanding until the parts reach its
+  amount, and only then is it PAID and confirmed, once, for the whole amount). An amount above
+  what is outstanding is always refused.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ if TYPE_CHECKING:
 
 FEE_LINE_FIELDS = ("code", "name_ar", "name_en", "revenue_pool", "budget_chapter", "budget_item",
                    "settlement_account")
+PARTIAL_POLICIES = ("reject", "accept")  # reference.khales_partial_payments
 
 
 def new_id(prefix: str) -> str:
@@ -68,6 +73,9 @@ class Ledger:
         self.reconciliation = reconciliation
         self.upstreams = upstreams
         self.order_ttl = parse_duration(component.own.get("order_ttl", "72h"))
+        self.partial_payments = str(component.own.get("khales_partial_payments", "reject"))
+        if self.partial_payments not in PARTIAL_POLICIES:
+            raise ValueError(f"reference.khales_partial_payments is one of {', '.join(PARTIAL_POLICIES)}")
 
     @property
     def now(self) -> datetime:
@@ -85,10 +93,13 @@ class Ledger:
         request = self.upstreams.service_request(request_number)
         if request["request_number"] != request_number:
             raise UpstreamRejected(f"citizen services answered for {request['request_number']}")
-        if request["status"] == "PAID":
+        if request["status"] in ("PAID", "IN_PROGRESS", "COMPLETED"):  # paid, then the office's work
             raise AlreadyPaid(f"service request {request_number} is already paid", field="request_number")
         if request["status"] == "CANCELLED":
             raise RequestNotPayable(f"service request {request_number} is cancelled", field="request_number")
+        if request["status"] == "EXPIRED":
+            raise RequestNotPayable(f"service request {request_number} expired unpaid", field="request_number",
+                                    code="REQUEST_EXPIRED")
         amount = parse_amount(request["total"], "total")
         fee_lines = []
         for line in request["fee_lines"]:
@@ -132,15 +143,20 @@ class Ledger:
         # paid_amount is what settles the bill; money taken twice is shown apart, owed back to the citizen.
         captured = sum(p["amount"] for p in payments if p["status"] == "CAPTURED" and not p["excess"])
         excess = sum(p["amount"] for p in payments if p["status"] == "CAPTURED" and p["excess"])
+        status = self.status_of(order)
+        # What a citizen still owes: parts of a partial payment leave the rest outstanding (never PAID).
+        outstanding = max(order["amount"] - captured, 0) if status in ("UNPAID", "EXPIRED") else 0
+        confirmation = self._order_confirmation(order, payments)
         return {
             "bill_reference": order["bill_reference"], "request_number": order["request_number"],
-            "status": self.status_of(order), "amount": format_amount(order["amount"]),
+            "status": status, "amount": format_amount(order["amount"]),
             "paid_amount": format_amount(captured), "excess_amount": format_amount(excess),
+            "outstanding_amount": format_amount(outstanding),
             "currency": order["currency"],
             "governorate_code": order["governorate_code"], "service_code": order["service_code"],
             "payer_name": order["payer_name"], "fee_lines": order["fee_lines"],
             "expires_at": order["expires_at"], "created_at": order["created_at"], "paid_at": order["paid_at"],
-            "payments": [self.payment_view(p) for p in payments],
+            "payments": [self.payment_view(p, order["amount"], confirmation) for p in payments],
             "card_attempts": [self.attempt_view(a) for a in self.store.card_attempts_of(order["bill_reference"])],
         }
 
@@ -150,17 +166,41 @@ class Ledger:
         return {key: attempt[key] for key in ("sender_request_number", "payment_request_number", "status",
                                               "mechanism", "created_at", "updated_at")}
 
-    def payment_view(self, payment: dict[str, Any]) -> dict[str, Any]:
+    def _order_confirmation(self, order: dict[str, Any], payments: list[dict[str, Any]]) -> str:
+        """The state of the one confirmation of an order paid in parts, carried by the part that
+        completed it; PENDING while the rest is outstanding (nothing is sent before), including
+        after a part was reversed and its earlier confirmation cancelled."""
+        for payment in payments:
+            if payment["status"] == "CAPTURED" and not payment["excess"] and payment["amount"] < order["amount"] \
+                    and self.store.outbox_row("confirmation", payment["payment_id"]) is not None:
+                state = self.outbox.confirmation_state(payment["payment_id"], False)
+                if state != "CANCELLED":
+                    return state
+        return "PENDING"
+
+    def payment_view(self, payment: dict[str, Any], order_amount: int | None = None,
+                     order_confirmation: str | None = None) -> dict[str, Any]:
+        # A part of a partial payment (less than its order's amount, not excess) is confirmed with
+        # the order, once, by the part that completes it: each part shows that one confirmation.
+        part = order_amount is not None and not payment["excess"] and payment["amount"] < order_amount
+        if part and payment["status"] == "CAPTURED" and order_confirmation is not None:
+            confirmation = order_confirmation
+        elif part:  # a part undone: nothing to confirm for it (or the cancellation of what it carried)
+            confirmation = self.outbox.confirmation_state(payment["payment_id"], True)
+        else:
+            # an excess payment is refunded, not confirmed; one refunded before we heard of it neither
+            confirmation = self.outbox.confirmation_state(payment["payment_id"],
+                                                          bool(payment["excess"]) or payment["status"] == "REFUNDED")
         view = {
             "payment_id": payment["payment_id"], "channel": payment["channel"],
             "amount": format_amount(payment["amount"]), "status": payment["status"],
             "external_id": payment["external_id"], "paid_at": payment["paid_at"],
             "business_date": payment["business_date"],
-            # an excess payment is refunded, not confirmed; one refunded before we heard of it neither
-            "confirmation": self.outbox.confirmation_state(payment["payment_id"],
-                                                           bool(payment["excess"]) or payment["status"] == "REFUNDED"),
+            "confirmation": confirmation,
             "excess": bool(payment["excess"]),
         }
+        if part:
+            view["partial"] = True
         if payment["excess"]:
             view["excess_reason"] = payment["excess_reason"]
         for name in ("receipt_number", "outlet_id", "auth_code", "sender_request_number", "payment_request_number",
@@ -174,8 +214,17 @@ class Ledger:
                                for r in self.store.refunds_of(payment["payment_id"])]
         return view
 
-    def payable(self, order: dict[str, Any]) -> None:
-        """Raise the 409 that says why ``order`` cannot be paid now (paid, expired, cancelled, refunded)."""
+    def held(self, order: dict[str, Any]) -> int:
+        """Piasters captured for the order that count towards its amount (excess payments do not)."""
+        return sum(p["amount"] for p in self.store.payments_of(order["bill_reference"])
+                   if p["status"] == "CAPTURED" and not p["excess"])
+
+    def payable(self, order: dict[str, Any], *, parts_allowed: bool = False) -> None:
+        """Raise the 409 that says why ``order`` cannot be paid now (paid, expired, cancelled, refunded).
+
+        An order partly paid in cash can only be completed at a Khales outlet (``parts_allowed``):
+        a card payment is always for the whole amount and would pay it twice (409 ``PARTIALLY_PAID``).
+        """
         status = self.status_of(order)
         if status == "PAID":
             raise AlreadyPaid(f"bill {order['bill_reference']} is already paid", field="bill_reference")
@@ -188,6 +237,12 @@ class Ledger:
         if status == "REFUNDED":
             raise BillRefunded(f"bill {order['bill_reference']} was paid and refunded; open a new order",
                                field="bill_reference")
+        if not parts_allowed:
+            held = self.held(order)
+            if held:
+                raise Conflict(f"bill {order['bill_reference']} is partly paid ({format_amount(held)} of "
+                               f"{format_amount(order['amount'])}): pay the {format_amount(order['amount'] - held)}"
+                               " outstanding at a Khales outlet", field="bill_reference", code="PARTIALLY_PAID")
 
     # --- crediting (inside a transaction) -----------------------------------------------------
     def capture(self, order: dict[str, Any], *, channel: str, external_id: str, amount: int,
@@ -199,15 +254,25 @@ class Ledger:
         ``refunded``: the money came in and went back before we heard of it (an e-finance refund
         notice ahead of its payment notice): the payment is recorded REFUNDED at once, with no
         confirmation to citizen services and no claim on the order.
+
+        Partial payments (a Khales part, less than what is outstanding) leave the order UNPAID and
+        confirm nothing; the part that brings the captured parts to the order's amount makes it PAID
+        and queues the one confirmation, for the whole amount. A payment that would take the order
+        past its amount (a card payment on a partly paid order) is kept as excess, refund due.
         """
         now = self.now
         business_date = business_date or self.reconciliation.business_date(paid_at)
         status = self.status_of(order)  # past expires_at counts as expired even before anyone marked it
         excess_reason = None
+        held = self.held(order) if status == "UNPAID" else 0
         if status == "PAID":
             excess_reason = "the order was already paid by another payment: refund due"
         elif status in ("EXPIRED", "CANCELLED", "REFUNDED"):
             excess_reason = f"the order is {status.lower()}: refund due"
+        elif held + amount > order["amount"]:
+            excess_reason = (f"the order is partly paid ({format_amount(held)} of {format_amount(order['amount'])}):"
+                             f" this payment is more than the {format_amount(order['amount'] - held)} outstanding:"
+                             " refund due")
         if refunded:
             excess_reason = None  # nothing is owed back: it went back already
         payment = dict(extra, payment_id=new_id("PAY"), bill_reference=order["bill_reference"], channel=channel,
@@ -219,7 +284,7 @@ class Ledger:
             return None
         self.reconciliation.ensure_day(order["governorate_code"], business_date)
         if refunded:
-            if status == "UNPAID":
+            if status == "UNPAID" and not held:
                 self.store.set_order_status(order["bill_reference"], "REFUNDED", None)
         elif excess_reason:
             self.store.open_exception({
@@ -228,9 +293,10 @@ class Ledger:
                 "bill_reference": order["bill_reference"], "payment_id": payment["payment_id"],
                 "amount": amount, "detail": f"{channel} payment {external_id}: {excess_reason}",
                 "opened_at": iso(now)})
-        else:
+        elif held + amount == order["amount"]:
             self.store.set_order_status(order["bill_reference"], "PAID", iso(paid_at))
-            self.outbox.enqueue_confirmation(payment, order, now)
+            # One confirmation per order: for the whole amount, carried by the payment that completes it.
+            self.outbox.enqueue_confirmation(dict(payment, amount=order["amount"]), order, now)
         return payment
 
     def after_reversal(self, payment: dict[str, Any], order: dict[str, Any], reason: str,
@@ -246,6 +312,15 @@ class Ledger:
         self.outbox.withdraw_confirmation(payment, order, reason, now)
         others = [p for p in self.store.payments_of(order["bill_reference"])
                   if p["status"] == "CAPTURED" and p["payment_id"] != payment["payment_id"]]
+        parts = [p for p in others if not p["excess"]]
+        if parts:
+            # A part of a partial payment was undone: the order is no longer paid in full. The one
+            # confirmation (carried by whichever part completed it) is withdrawn; the other parts
+            # stay held and the rest is outstanding again.
+            for part in parts:
+                self.outbox.withdraw_confirmation(part, order, reason, now)
+            self.store.set_order_status(order["bill_reference"], "UNPAID", None)
+            return
         if not others:
             self.store.set_order_status(order["bill_reference"], closed_status, None)
             return
@@ -259,11 +334,16 @@ class Ledger:
 
     # --- Khales biller ------------------------------------------------------------------------
     def khales_inquiry(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The bill as an outlet sees it: ``amount_due`` is what is outstanding now (the whole amount
+        unless parts were paid), ``bill_amount`` / ``paid_amount`` / ``outstanding_amount`` say why."""
         order = self.find_order(body["bill_reference"])
         status = self.status_of(order)
-        due = 0 if status in ("PAID", "REFUNDED") else order["amount"]
+        held = self.held(order)
+        due = 0 if status in ("PAID", "REFUNDED") else max(order["amount"] - held, 0)
         if status == "REFUNDED":
             status = "CANCELLED"  # the inquiry contract has no REFUNDED: to an outlet the bill is closed
+        elif status == "UNPAID" and held:
+            status = "PARTIALLY_PAID"  # still payable: the rest is outstanding
         return {
             "inquiry_id": body["inquiry_id"], "bill_reference": order["bill_reference"], "status": status,
             "amount_due": format_amount(due), "collection_fee": "0.00", "total_due": format_amount(due),
@@ -271,6 +351,8 @@ class Ledger:
             "governorate_code": order["governorate_code"], "service_code": order["service_code"],
             "fee_lines": [{"code": line["code"], "name_ar": line["name_ar"], "amount": line["amount"]}
                           for line in order["fee_lines"]],
+            "bill_amount": format_amount(order["amount"]), "paid_amount": format_amount(held),
+            "outstanding_amount": format_amount(due), "partial_payments": self.partial_payments,
         }
 
     def khales_payment(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -295,10 +377,10 @@ class Ledger:
                 raise TransactionReversed(f"transaction {key} was reversed before it arrived",
                                           field="khales_transaction_id")
             order = self.find_order(body["bill_reference"])
-            self.payable(order)
-            if amount != order["amount"]:
-                raise AmountMismatch(f"amount {body['amount']} is not the amount due"
-                                     f" {format_amount(order['amount'])}", field="amount")
+            self.payable(order, parts_allowed=True)
+            held = self.held(order)
+            outstanding = order["amount"] - held
+            self._check_khales_amount(amount, body["amount"], outstanding)
             payment = self.capture(order, channel="cash", external_id=key, amount=amount, paid_at=paid_at,
                                     outlet_id=body["outlet_id"], receipt_number=new_id("RCPT"))
             if payment is None:
@@ -306,9 +388,23 @@ class Ledger:
             response = {"khales_transaction_id": key, "payment_id": payment["payment_id"],
                         "bill_reference": order["bill_reference"], "status": "ACCEPTED",
                         "amount": format_amount(amount), "currency": CURRENCY,
-                        "receipt_number": payment["receipt_number"]}
+                        "receipt_number": payment["receipt_number"],
+                        "bill_status": "PAID" if amount == outstanding else "PARTIALLY_PAID",
+                        "bill_amount": format_amount(order["amount"]), "paid_amount": format_amount(held + amount),
+                        "outstanding_amount": format_amount(outstanding - amount)}
             self.store.save_answer("khales_payment", key, fingerprint, 200, response, iso(self.now))
         return response
+
+    def _check_khales_amount(self, amount: int, text: str, outstanding: int) -> None:
+        """The amount an outlet took against what is outstanding, by ``reference.khales_partial_payments``."""
+        if amount == outstanding:
+            return
+        if self.partial_payments == "reject":
+            raise AmountMismatch(f"amount {text} is not the amount due {format_amount(outstanding)}"
+                                 " (partial payments are not accepted)", field="amount")
+        if amount > outstanding:
+            raise AmountMismatch(f"amount {text} is more than the {format_amount(outstanding)} outstanding",
+                                 field="amount", code="AMOUNT_EXCEEDS_DUE")
 
     def khales_reversal(self, body: dict[str, Any]) -> dict[str, Any]:
         """Khales never learned a payment's outcome: undo it, and withdraw its confirmation."""

@@ -20,7 +20,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "bill_reference": "الرقم المرجعي", "governorate": "المحافظة", "service": "الخدمة",
         "fee_lines": "بنود الرسوم", "fee_line": "البند", "amount": "المبلغ", "status": "الحالة",
         "paid_amount": "المبلغ المدفوع", "receipt": "رقم الإيصال", "expires_at": "صالح حتى",
-        "currency": "جنيه مصري", "pay": "ادفع بالبطاقة", "mechanism": "وسيلة الدفع",
+        "currency": "جنيه مصري", "pay": "متابعة إلى الدفع", "mechanism": "وسيلة الدفع",
         "redirecting": "جارٍ تحويلك إلى صفحة الدفع الآمنة لبوابة الدفع الإلكتروني (e-finance)…",
         "continue": "متابعة إلى بوابة الدفع", "noscript": "اضغط «متابعة» إذا لم يتم التحويل تلقائيًا.",
         "back": "العودة إلى أمر الدفع", "other_language": "English",
@@ -37,7 +37,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "bill_reference": "Bill reference", "governorate": "Governorate", "service": "Service",
         "fee_lines": "Fee lines", "fee_line": "Line", "amount": "Amount", "status": "Status",
         "paid_amount": "Paid amount", "receipt": "Receipt number", "expires_at": "Valid until",
-        "currency": "EGP", "pay": "Pay by card", "mechanism": "Payment method",
+        "currency": "EGP", "pay": "Continue to payment", "mechanism": "Payment method",
         "redirecting": "Taking you to the secure payment page of the e-finance gateway…",
         "continue": "Continue to the payment gateway", "noscript": "Press “Continue” if nothing happens.",
         "back": "Back to the payment order", "other_language": "العربية",
@@ -59,6 +59,7 @@ MECHANISM_TEXT = {
     "Card": ("بطاقة بنكية", "Bank card"), "Meeza": ("بطاقة ميزة", "Meeza card"),
     "MobileWallet": ("محفظة الهاتف المحمول", "Mobile wallet"),
     "NotSet": ("أختار على صفحة الدفع", "Choose on the payment page"),
+    "Channel": ("نقدًا في أي منفذ خالص (رقم مرجعي للدفع)", "Cash at any Khales outlet (a payment reference)"),
 }
 ERROR_TEXT = {
     "ALREADY_PAID": ("أمر الدفع مسدد بالفعل.", "This payment order is already paid."),
@@ -69,6 +70,8 @@ ERROR_TEXT = {
     "UPSTREAM_REJECTED": ("رفضت بوابة الدفع الطلب.", "The payment gateway refused the request."),
     "CARD_PAYMENTS_UNAVAILABLE": ("الدفع بالبطاقة غير متاح لهذه المحافظة.",
                                   "Card payments are not available for this governorate."),
+    "TOO_MANY_ATTEMPTS": ("تجاوزت عدد محاولات الدفع المسموح بها لأمر الدفع هذا.",
+                          "Too many payment attempts for this payment order."),
 }
 
 

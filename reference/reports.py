@@ -28,6 +28,7 @@ SECTION_NAMES_AR = {
     "total": "إجمالي التحصيل", "channel": "حسب القناة", "service": "حسب الخدمة",
     "revenue_pool": "حسب وعاء الإيراد", "budget_chapter": "حسب الباب الموازني",
     "excess": "مدفوعات زائدة مستحقة الرد", "reversed": "مدفوعات ملغاة أو مردودة", "refunds": "مبالغ مردودة",
+    "partial": "سداد جزئي (الباقي مستحق)",
     "settlement": "التسوية",
     "exception": "استثناء مفتوح",
 }
@@ -87,8 +88,12 @@ class Reports:
         by_pool: dict[str, dict[str, Any]] = {}
         by_chapter: dict[str, dict[str, Any]] = {}
         excess = {"count": 0, "amount": 0}
+        partial = {"count": 0, "amount": 0}
         for payment in payments:
             amount = int(payment["amount"])
+            if not payment["excess"] and amount < int(payment["order_amount"]):
+                partial["count"] += 1  # a part of a partial payment (Khales): collected, the bill not paid by it
+                partial["amount"] += amount
             _bucket(by_channel, payment["channel"], amount, name_ar=CHANNEL_NAMES_AR[payment["channel"]])
             service = self.services.get(payment["service_code"], {})
             _bucket(by_service, payment["service_code"], amount, name_ar=service.get("name_ar", ""),
@@ -115,6 +120,7 @@ class Reports:
                 "by_channel": _format(by_channel), "by_service": _format(by_service),
                 "by_revenue_pool": _format(by_pool), "by_budget_chapter": _format(by_chapter),
                 "excess": {"count": excess["count"], "amount": format_amount(excess["amount"])},
+                "partial": {"count": partial["count"], "amount": format_amount(partial["amount"])},
                 "reversed": {"count": len(reversed_),
                              "amount": format_amount(sum(int(p["amount"]) for p in reversed_))},
                 "refunds": {"count": len(refunds), "amount": format_amount(sum(int(r["amount"]) for r in refunds))},
@@ -125,20 +131,36 @@ class Reports:
             "exceptions": exceptions,
         }
 
-    @staticmethod
-    def _split(payment: dict[str, Any]) -> list[tuple[str, str, int]]:
+    def _split(self, payment: dict[str, Any]) -> list[tuple[str, str, int]]:
         """(revenue pool, budget chapter, piasters) per fee line of the payment's order.
 
-        A payment is the order's full amount (no partial payments), so each line's share is its
-        amount; the last line takes any remainder so the shares always add up to the payment.
+        A whole payment's share of each line is that line's amount. A part of a partial payment
+        covers the fee lines in their order, from where the order's earlier parts stopped (so the
+        parts of one bill, over one day or several, add up to each line exactly once). The last
+        line takes any remainder so the shares always add up to the payment.
         """
         lines = payment["fee_lines"]
-        shares, left = [], int(payment["amount"])
+        amount = int(payment["amount"])
+        start = self._paid_before(payment) if not payment["excess"] and amount < int(payment["order_amount"]) else 0
+        shares, left, line_start = [], amount, 0
         for index, line in enumerate(lines):
-            share = left if index == len(lines) - 1 else min(left, parse_amount(line["amount"], allow_zero=True))
+            line_amount = parse_amount(line["amount"], allow_zero=True)
+            overlap = max(0, min(line_start + line_amount, start + amount) - max(line_start, start))
+            share = left if index == len(lines) - 1 else min(left, overlap)
             left -= share
+            line_start += line_amount
             shares.append((str(line["revenue_pool"]), str(line["budget_chapter"]), share))
         return shares
+
+    def _paid_before(self, payment: dict[str, Any]) -> int:
+        """Piasters the order's earlier parts still held cover (those received before this one)."""
+        earlier = 0
+        for other in self.store.payments_of(payment["bill_reference"]):
+            if other["payment_id"] == payment["payment_id"]:
+                break
+            if other["status"] == "CAPTURED" and not other["excess"]:
+                earlier += int(other["amount"])
+        return earlier
 
     def to_csv(self, report: dict[str, Any], bom: bool = False) -> str:
         out = io.StringIO()
@@ -155,7 +177,7 @@ class Reports:
                     name = entry.get("name_ar") or (f"الباب {code}" if section == "budget_chapter" else "")
                     writer.writerow(head + [SECTION_NAMES_AR[section], code, name, entry["count"],
                                             entry["amount"], "", ""])
-            for section in ("excess", "reversed", "refunds"):
+            for section in ("excess", "partial", "reversed", "refunds"):
                 writer.writerow(head + [SECTION_NAMES_AR[section], "", "", col[section]["count"],
                                         col[section]["amount"], "", ""])
             st = gov["settlement"]

@@ -141,6 +141,13 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (status, next_attempt_at);
 
+-- The simulated clock, when a scenario set one: a worker restarted after a crash comes back on it
+-- (reset keeps it, as it keeps the clock).
+CREATE TABLE IF NOT EXISTS clock_state (
+    id            INTEGER PRIMARY KEY CHECK (id = 1),
+    simulated_now TEXT
+);
+
 CREATE TABLE IF NOT EXISTS settlement_days (
     governorate_code    TEXT NOT NULL,
     business_date       TEXT NOT NULL,
@@ -282,6 +289,14 @@ class Store:
         with self.transaction():
             for table in TABLES:
                 self._run(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
+
+    def saved_clock(self) -> str | None:
+        row = self._one("SELECT simulated_now FROM clock_state WHERE id = 1")
+        return row["simulated_now"] if row else None
+
+    def save_clock(self, simulated_now: str | None) -> None:
+        self._run("INSERT INTO clock_state (id, simulated_now) VALUES (1, ?)"
+                  " ON CONFLICT (id) DO UPDATE SET simulated_now = excluded.simulated_now", (simulated_now,))
 
     def close(self) -> None:
         with self._lock:

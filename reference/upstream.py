@@ -22,6 +22,7 @@ from simulators.common.contracts import problems
 from simulators.common.http import OutboundFailure, OutboundResponse
 
 from .efinance import (
+    CANCEL_ROOT,
     INITIATION_RESPONSE_ROOT,
     STATUS_ROOT,
     GatewayAnswer,
@@ -176,6 +177,16 @@ class EfinanceClient:
     def initiate_server_to_server(self, fields: dict[str, str]) -> GatewayAnswer:
         """The same sealed fields, server to server (mechanism Channel): ``PaymentRequestInitiationRes``."""
         return self._post_form("server_to_server_path", fields, INITIATION_RESPONSE_ROOT, self.initiation_timeout)
+
+    def cancel(self, sender: Sender, sender_request_number: str, payment_request_number: str = "") -> str:
+        """Cancel an unpaid request at the gateway (its page then refuses payment). Returns the
+        ResponseCode: 000 cancelled, 130 paid meanwhile, 131 expired, 144 cancelled already, 140 unknown.
+        No answer → :class:`UpstreamUnavailable`; an unreadable answer → :class:`UpstreamRejected`."""
+        fields = {"SenderID": sender.sender_id, "SenderPassword": self.certificate().password(sender.password),
+                  "SenderRequestNumber": sender_request_number}
+        if payment_request_number:
+            fields["PaymentRequestNumber"] = payment_request_number
+        return self._post_form("cancel_path", fields, CANCEL_ROOT, self.timeout).code
 
     def status(self, sender: Sender, sender_request_number: str,
                payment_request_number: str = "") -> RequestStatus | None:

@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from flask import Blueprint, Response, jsonify, redirect, request
+from werkzeug.exceptions import HTTPException
 
 from simulators.common import signing
-from simulators.common.component import read_json
+from simulators.common.component import http_error_response, read_json
 from simulators.common.errors import ApiError, ValidationFailed
 from simulators.common.money import format_amount
 from simulators.common.wire import parse_date
@@ -82,13 +83,34 @@ def make_blueprint(component: Component, store: Store, ledger: Ledger, cards: Ca
         try:
             result = cards.confirmation(form)
         except SilentCallRefused as exc:
-            log.warning("silent call for %s refused: %s %s", form["SenderRequestNumber"][:20], exc.code, exc.message)
+            # %r: the values are the caller's; a newline in them must not forge a log line
+            log.warning("silent call for %r refused: %s %r", form["SenderRequestNumber"][:20], exc.code, exc.message)
             return (jsonify(dict(exc.to_dict(), response_code=exc.response_code)), exc.status,
                     {"Response_Code": exc.response_code})
         except ApiError as exc:  # not one of ours: still never a 000, and never a 500
             code = "190" if exc.status >= 500 else "113"
             return jsonify(dict(exc.to_dict(), response_code=code)), exc.status, {"Response_Code": code}
         return jsonify(dict(result, response_code=PROCESSED)), 200, {"Response_Code": PROCESSED}
+
+    def silent_call_http_error(exc: HTTPException) -> Any:
+        """405 / 413 on the silent call's path still answer a ``Response_Code`` (never 000): the gateway
+        reads only that header. Every other path keeps the common JSON error."""
+        if request.path != "/efinance/confirmations":
+            return http_error_response(exc)
+        response, status = http_error_response(exc)
+        code = "114" if exc.code == 413 else "113"
+        body = dict(response.get_json() or {}, response_code=code)
+        answer = jsonify(body)
+        answer.headers["Response_Code"] = code
+        for name, value in exc.get_headers():
+            if name.lower() in ("allow", "connection"):
+                answer.headers[name] = value
+        if exc.code == 413:
+            answer.headers["Connection"] = "close"
+        return answer, status
+
+    for http_code in (405, 413):
+        bp.app_errorhandler(http_code)(silent_call_http_error)
 
     # --- the citizen's pages ----------------------------------------------------------------------
     def lang() -> str:

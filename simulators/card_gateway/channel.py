@@ -35,6 +35,7 @@ from .errors import (
     ChannelNotOffered,
     ChannelRequestCancelled,
     ChannelRequestExpired,
+    ChannelReversalMismatch,
     PaymentRequestNotFound,
     RequestIdConflict,
     SessionAlreadyPaid,
@@ -203,6 +204,10 @@ class ChannelDesk:
                                             field="reversal_id")
                 return dict(known[1]), False
             payment = self._payments.get(tx_id)
+            named = body.get("payment_request_number")
+            if payment is not None and named and named != payment.payment_request_number:
+                raise ChannelReversalMismatch(f"transaction {tx_id} paid request {payment.payment_request_number},"
+                                              f" not {named}", field="payment_request_number")
             if payment is None:
                 self._voided.add(tx_id)
                 answer = {"reversal_id": reversal_id, "khales_transaction_id": tx_id, "status": "NOT_FOUND"}

@@ -118,6 +118,11 @@ def xml_text(plaintext: bytes) -> str:
     except UnicodeDecodeError:
         raise Rejection("MALFORMED_XML", "the request is neither UTF-8 nor UTF-16 text",
                         field="RequestObject") from None
+    if "\x00" in text:
+        # NUL is not XML; UTF-16 without a BOM decodes "as UTF-8" into NUL-spaced text that slips past
+        # the DOCTYPE check while expat, guessing UTF-16 from the bytes, reads the DTD (a breaker's case).
+        raise Rejection("MALFORMED_XML", "the request holds NUL characters (UTF-16 needs a byte-order mark)",
+                        field="RequestObject")
     return _DECLARATION.sub("", text, count=1)
 
 
@@ -207,7 +212,9 @@ def _settlement_lines(root: ET.Element) -> tuple[SettlementLine, ...]:
     wrapper = _element(root, "SettlementAmounts", "SettlementAmounts")
     items = [child for child in wrapper if _local(child.tag) == "SettlementAmounts"]
     if not items:
-        raise Rejection("MISSING_FIELD", "SettlementAmounts holds no settlement line", field="SettlementAmounts")
+        raise Rejection("MISSING_FIELD", "SettlementAmounts holds no settlement line: each line is a"
+                        " <SettlementAmounts> element inside <SettlementAmounts> (the .NET array shape)",
+                        field="SettlementAmounts")
     lines = []
     for i, item in enumerate(items):
         where = f"SettlementAmounts.{i}"
@@ -272,9 +279,11 @@ def _check(pattern: re.Pattern[str], value: str, field: str, what: str) -> None:
 
 # --- the response ---------------------------------------------------------------------------------
 def initiation_response_xml(*, sender_request_number: str, payment_request_number: str, amount: int | None,
-                            collection_fee: int | None, response_code: str, response_message: str) -> bytes:
+                            collection_fee: int | None, response_code: str, response_message: str,
+                            detail: str | None = None) -> bytes:
     """``PaymentRequestInitiationRes`` (UTF-8, declared as such). Amounts use two decimals; on a
-    refusal the number and amounts are empty elements."""
+    refusal the number and amounts are empty elements and ``Detail`` (assumed, not in FACTS) says
+    what exactly was wrong, naming the element, so an integrator is not left guessing."""
     root = ET.Element(RESPONSE_ROOT)
     total = amount + collection_fee if amount is not None and collection_fee is not None else None
     fields = [
@@ -287,6 +296,8 @@ def initiation_response_xml(*, sender_request_number: str, payment_request_numbe
         ("ResponseCode", response_code),
         ("ResponseMessage", response_message),
     ]
+    if detail:
+        fields.append(("Detail", detail))
     for name, value in fields:
         ET.SubElement(root, name).text = value
     return b'<?xml version="1.0" encoding="utf-8"?>' + ET.tostring(root, encoding="utf-8", xml_declaration=False)

@@ -278,7 +278,9 @@ class EfinanceGateway:
             number = self._payment_request_number()
             session = self.model.open_efinance_session(
                 merchant_request_id=f"efinance:{sender.sender_id}:{request.sender_request_number}",
-                merchant_reference=request.sender_request_number,
+                # what the citizen knows the bill by: the sender's invoice number (its bill reference), else
+                # the request number
+                merchant_reference=request.sender_invoice_number or request.sender_request_number,
                 amount=request.amount,
                 governorate_code=sender.governorate_code,
                 service_code=request.service_code,

@@ -114,7 +114,7 @@ def make_efinance_blueprint(component: Component, model: CardGatewayModel, gatew
             # A refusal may come before the (encrypted) SenderRequestNumber is read: it is left empty.
             body = initiation_response_xml(sender_request_number="", payment_request_number="", amount=None,
                                            collection_fee=None, response_code=exc.code,
-                                           response_message=response_message(exc.name, lang))
+                                           response_message=response_message(exc.name, lang), detail=exc.message)
             return _xml(body, exc.status)
         ok = response_codes()["SUCCESS"]
         body = initiation_response_xml(sender_request_number=record.sender_request_number,
@@ -203,6 +203,8 @@ def make_efinance_blueprint(component: Component, model: CardGatewayModel, gatew
         for name, value in exc.get_headers():
             if name.lower() == "allow":
                 response.headers["Allow"] = value
+        if exc.code == 413:  # the body was never read: the connection cannot carry another request
+            response.headers["Connection"] = "close"
         return response
 
     for code in HTTP_REFUSALS:

@@ -145,6 +145,14 @@ class TransactionReversed(Conflict):
     code = "TRANSACTION_REVERSED"
 
 
+class ChannelReversalMismatch(Conflict):
+    """Raised when a reversal names a ``payment_request_number`` other than the one its
+    ``khales_transaction_id`` paid: the outlet is confused, and reversing anyway would refund the
+    wrong citizen's request."""
+
+    code = "REQUEST_MISMATCH"
+
+
 # --- the test bench's back-office refund (efinance_views.py) -------------------------------------
 class BackOfficeRefundRefused(ApiError):
     """Raised when a back-office refund breaks a rule of the sender's refund call: the same checks,

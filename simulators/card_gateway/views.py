@@ -157,7 +157,10 @@ def make_blueprint(component: Component, model: CardGatewayModel) -> Blueprint:
         """The browser's way back to the merchant once an attempt is decided (303)."""
         if session.protocol == "efinance":
             # Assumed (FACTS names only the URL): the request and the attempt's outcome in the query.
-            target = _with_query(session.return_url, SenderRequestNumber=session.merchant_reference,
+            # merchant_request_id is efinance:<SenderID>:<SenderRequestNumber> (merchant_reference is the
+            # bill as the citizen knows it, the invoice number when the sender gave one)
+            sender_request_number = session.merchant_request_id.rsplit(":", 1)[-1]
+            target = _with_query(session.return_url, SenderRequestNumber=sender_request_number,
                                  PaymentRequestNumber=session.payment_request_number or "",
                                  IsConfirmed="true" if session.status == "APPROVED" else "false",
                                  session_id=session.session_id, status=session.status)

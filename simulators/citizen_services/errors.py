@@ -91,3 +91,59 @@ class AlreadyPaid(Conflict):
     """Raised when a request already paid by one payment_id is confirmed with another one."""
 
     code = "ALREADY_PAID"
+
+
+class RequestExpired(Conflict):
+    """Raised when a payment is confirmed for a request that expired unpaid before it was paid
+    (``paid_at`` not before ``expires_at``, or any late confirmation when ``accept_paid_before_expiry`` is
+    off); the refusal is recorded (``GET /api/confirmation-conflicts``) and nothing is applied."""
+
+    code = "REQUEST_EXPIRED"
+
+
+class RequestCancelled(Conflict):
+    """Raised when a payment is confirmed for a request the citizen cancelled; recorded, not applied."""
+
+    code = "REQUEST_CANCELLED"
+
+
+class WorkStarted(Conflict):
+    """Raised when a payment is cancelled (reversed) after the office started or completed the work
+    it paid for; recorded, not applied: people must settle it."""
+
+    code = "WORK_STARTED"
+
+
+class NotCancellable(Conflict):
+    """Raised when a citizen cancels a request that is no longer awaiting payment (paid, expired…)."""
+
+    code = "REQUEST_NOT_CANCELLABLE"
+
+
+class InvalidTransition(Conflict):
+    """Raised when the admin plane moves a request to a status its lifecycle does not lead to from
+    where it is (IN_PROGRESS only from PAID, COMPLETED only from IN_PROGRESS)."""
+
+    code = "INVALID_TRANSITION"
+
+
+class InvalidQuery(ApiError):
+    """Raised when a query parameter is malformed (a date not YYYY-MM-DD, an unknown format, a bad flag)."""
+
+    code = "INVALID_QUERY"
+    status = 400
+
+
+class InvalidRange(ApiError):
+    """Raised when a report's date range is well-formed but unusable (``to`` before ``from``, too long)."""
+
+    code = "INVALID_RANGE"
+    status = 422
+
+
+class CatalogInvalid(ApiError):
+    """Raised when a catalog reload finds the files wrong; the message names file, line and field, and
+    the catalog in use stays as it was."""
+
+    code = "CATALOG_INVALID"
+    status = 422

@@ -50,6 +50,7 @@ def admin_blueprint(component: Component) -> Blueprint:
         except ValueError as exc:
             field = next(iter(k for k in ("set", "advance") if k in body), "body")
             raise ValidationFailed(str(exc), field=field) from None
+        component.clock_moved()
         ran = component.scheduler.run_due() if body.get("run_due", True) else 0
         return jsonify(dict(clock_state(), ran=ran))
 

@@ -45,6 +45,7 @@ class Component:
         self.http = OutboundClient(self)
         self._reset_hooks: list[Callable[[], None]] = []
         self._stop_hooks: list[Callable[[], None]] = []
+        self._clock_hooks: list[Callable[[], None]] = []
         self._inbound_attrs: list[Callable[[], dict[str, Any]]] = []
         self._ticker = ticker
 
@@ -66,6 +67,15 @@ class Component:
 
     def on_stop(self, fn: Callable[[], None]) -> None:
         self._stop_hooks.append(fn)
+
+    def on_clock_moved(self, fn: Callable[[], None]) -> None:
+        """Called after the admin plane set, advanced or released the clock (e.g. to persist it, so a
+        restarted worker comes back on the scenario's simulated time, not the real one)."""
+        self._clock_hooks.append(fn)
+
+    def clock_moved(self) -> None:
+        for fn in self._clock_hooks:
+            fn()
 
     def reset(self) -> None:
         """Forget every entity, journal entry, fault and pending task; keep the clock as it is."""
@@ -188,7 +198,10 @@ def _http_error(exc: HTTPException) -> tuple[Response, int]:
     body: dict[str, Any] = {"code": code, "message": exc.description or exc.name}
     if field:
         body["field"] = field
-    return jsonify({"error": body}), exc.code or 400
+    response = jsonify({"error": body})
+    if exc.code == 413:  # the body was never read: the connection cannot carry another request
+        response.headers["Connection"] = "close"
+    return response, exc.code or 400
 
 
 def http_error_response(exc: HTTPException) -> tuple[Response, int]:

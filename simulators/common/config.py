@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from .catalog import load_catalog, validate_catalog
 from .contracts import validate
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
@@ -54,6 +55,10 @@ def load_settings(overrides: dict[str, Any] | None = None, path: str | None = No
     catalog_path = Path(settings.get("catalog_file", "catalog.yaml"))
     if not catalog_path.is_absolute():
         catalog_path = Path(path).resolve().parent / catalog_path
-    settings["catalog"] = deep_merge(_read_yaml(str(catalog_path)), settings.get("catalog") or {})
+    # The catalog's files are checked on their own first, so an error names the file and line; the
+    # catalog_file is kept absolute so that a party can read the files again (citizen services' reload).
+    settings["catalog_file"] = str(catalog_path.resolve())
+    settings["catalog"] = deep_merge(load_catalog(catalog_path), settings.get("catalog") or {})
     validate("settings.schema.json", settings)
+    validate_catalog(settings["catalog"])  # the merged catalog: contracts/cs-catalog.schema.json + cross-references
     return settings

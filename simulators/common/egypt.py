@@ -1,20 +1,20 @@
 """Egyptian data that is real-shaped: governorates, national IDs, mobiles, IBANs, card numbers.
 
-Faker's ``ar_EG`` locale only localises dates, so Arabic person names come from ``ar_AA`` and the
-rest from the :class:`EgyptProvider` here. National IDs are ``C YYMMDD GG SSSS K``: century
-(2 = 1900s, 3 = 2000s), birth date, governorate of birth, sequence whose last digit is odd for
-men and even for women, check digit. The check-digit rule is not official, so validation checks the
-structure and only optionally the community check digit (off by default).
+This module holds the facts and the checks (docs/domain-facts.md); the Faker provider that makes
+such data, with Arabic names and addresses by governorate, is :mod:`simulators.common.egypt_faker`
+(``EgyptProvider``, ``make_faker``, ``random_citizen`` are importable from here too). National IDs
+are ``C YYMMDD GG SSSS K``: century (2 = 1900s, 3 = 2000s), birth date, governorate of birth,
+sequence whose last digit is odd for men and even for women, check digit. The check-digit rule is
+not official, so validation checks the structure and only optionally the community check digit
+(off by default).
 """
 
 from __future__ import annotations
 
 import re
-import string
-from datetime import date, timedelta
-
-from faker import Faker
-from faker.providers import BaseProvider
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
 
 from .wire import ascii_digits
 
@@ -59,16 +59,41 @@ def community_check_digit(first13: str) -> int:
     return {10: 0, 11: 1}.get(k, k)
 
 
-def national_id_problem(value: str, *, check_digit: bool = False) -> str | None:
+@dataclass(frozen=True)
+class NationalId:
+    """The parts of a structurally valid national ID."""
+
+    century: str          # "2" (1900s) or "3" (2000s)
+    birth_date: date
+    governorate_code: str  # one of GOVERNORATES, or BORN_ABROAD
+    sequence: str          # four digits; the last is the gender digit
+    gender: str            # "male" (odd gender digit) or "female" (even)
+    check_digit: int
+
+
+def parse_national_id(value: Any) -> NationalId | None:
+    """The parts of ``value``, or ``None`` when it is not structurally valid (see :func:`national_id_problem`)."""
+    if national_id_problem(value) is not None:
+        return None
+    century, gov, sequence = value[0], value[7:9], value[9:13]
+    return NationalId(century=century, birth_date=_birth_date(value), governorate_code=gov, sequence=sequence,
+                      gender="male" if int(sequence[-1]) % 2 else "female", check_digit=int(value[13]))
+
+
+def _birth_date(value: str) -> date:
+    return date((1900 if value[0] == "2" else 2000) + int(value[1:3]), int(value[3:5]), int(value[5:7]))
+
+
+def national_id_problem(value: Any, *, check_digit: bool = False) -> str | None:
     """Why ``value`` is not a structurally valid national ID, or ``None`` when it is."""
     if not ascii_digits(value, length=14):
         return "a national ID is 14 digits"
     m = _NID.fullmatch(value)
     if not m:
         return "a national ID starts with century digit 2 (1900s) or 3 (2000s)"
-    century, yy, mm, dd, gov = m.group(1), m.group(2), m.group(3), m.group(4), m.group(5)
+    gov = m.group(5)
     try:
-        date((1900 if century == "2" else 2000) + int(yy), int(mm), int(dd))
+        _birth_date(value)
     except ValueError:
         return "the birth date in the national ID is not a real date"
     if gov not in GOVERNORATES and gov != BORN_ABROAD:
@@ -107,52 +132,13 @@ def iban_valid(iban: str) -> bool:
     return int(numeric) % 97 == 1
 
 
-class EgyptProvider(BaseProvider):
-    """Faker provider for national IDs, governorates, mobiles, IBANs and Meeza card numbers."""
-
-    def governorate_code(self) -> str:
-        return self.random_element(sorted(GOVERNORATES))
-
-    def egyptian_national_id(self, governorate: str | None = None, gender: str | None = None,
-                             birth_date: date | None = None) -> str:
-        birth = birth_date or date(1950, 1, 1) + timedelta(days=self.random_int(0, 365 * 55))
-        century = "2" if birth.year < 2000 else "3"
-        gov = governorate or self.governorate_code()
-        seq = self.random_int(0, 999)
-        gender = gender or self.random_element(("male", "female"))
-        last = self.random_element((1, 3, 5, 7, 9) if gender == "male" else (0, 2, 4, 6, 8))
-        first13 = f"{century}{birth:%y%m%d}{gov}{seq:03d}{last}"
-        return first13 + str(community_check_digit(first13))
-
-    def egyptian_mobile(self) -> str:
-        return self.random_element(MOBILE_PREFIXES) + "".join(
-            self.random_element(string.digits) for _ in range(8))
-
-    def egyptian_iban(self, bank_code: str = "0019") -> str:
-        bban = bank_code + "".join(self.random_element(string.digits) for _ in range(21))
-        return "EG" + iban_check_digits("EG", bban) + bban
-
-    def meeza_card_number(self) -> str:
-        partial = self.random_element(("507803", "507808")) + "".join(
-            self.random_element(string.digits) for _ in range(9))
-        return partial + str(luhn_check_digit(partial))
+# The Faker provider lives in egypt_faker (it imports this module); these names stay importable here.
+_FAKER_NAMES = ("EgyptProvider", "make_faker", "random_citizen")
 
 
-def make_faker(seed: int | None = None) -> Faker:
-    """A Faker with Arabic names (``ar_AA``) and the Egypt provider, reproducible from ``seed``."""
-    fake = Faker("ar_AA")
-    fake.add_provider(EgyptProvider)
-    if seed is not None:
-        fake.seed_instance(seed)
-    return fake
+def __getattr__(name: str) -> Any:
+    if name in _FAKER_NAMES:
+        from . import egypt_faker
 
-
-def random_citizen(fake: Faker, governorate: str | None = None) -> dict[str, str]:
-    gender = fake.random_element(("male", "female"))
-    first = fake.first_name_male() if gender == "male" else fake.first_name_female()
-    return {
-        "name": f"{first} {fake.first_name_male()} {fake.last_name()}",
-        "national_id": fake.egyptian_national_id(governorate=governorate, gender=gender),
-        "mobile": fake.egyptian_mobile(),
-        "gender": gender,
-    }
+        return getattr(egypt_faker, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -5,12 +5,18 @@ A fault is data (``contracts/fault.schema.json``), never code: a *kind* (``down`
 ``late_batch``), a *direction* (``in`` for requests the component receives, ``out`` for calls it
 makes, ``domain`` for a party's business behaviour), a scope (endpoint glob, method, target, match
 attributes), and a life: a ``count`` of hits and/or a window on the simulated clock.
+
+``params.rate`` (0 to 1) makes any fault intermittent: each call the fault's scope matches while it
+is active draws from the fault's own ``random.Random(params.seed)`` (seed 0 when not given) and is
+hit only when the draw is below the rate; a call it spares is not counted (``count`` counts hits).
+The same seed and the same sequence of calls give the same hits on every run.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import itertools
+import random
 import threading
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
@@ -41,6 +47,21 @@ class Fault:
     starts_at: datetime | None = None
     ends_at: datetime | None = None
     hits: int = 0
+    spared: int = 0  # calls in scope that params.rate let through
+    _draws: random.Random | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.params.get("rate") is not None:
+            self._draws = random.Random(int(self.params.get("seed") or 0))
+
+    def strikes(self) -> bool:
+        """Whether this call in scope is hit: always, or with probability ``params.rate`` (seeded)."""
+        if self._draws is None:
+            return True
+        if self._draws.random() < float(self.params["rate"]):
+            return True
+        self.spared += 1
+        return False
 
     def active(self, now: datetime) -> bool:
         if self.remaining is not None and self.remaining <= 0:
@@ -68,6 +89,7 @@ class Fault:
             "match": self.match, "params": self.params, "remaining": self.remaining,
             "from": iso(self.starts_at) if self.starts_at else None,
             "until": iso(self.ends_at) if self.ends_at else None, "hits": self.hits,
+            **({"spared": self.spared} if self._draws is not None else {}),
         }
 
 
@@ -124,6 +146,9 @@ class FaultInjector:
             ends = parse_instant(spec["until"]) if spec.get("until") else None
         except (TypeError, ValueError) as exc:
             raise ValidationFailed(f"not an ISO 8601 instant: {exc}", field="from/until") from None
+        if spec.get("for") is not None and spec.get("until"):
+            raise ValidationFailed("give the window's end once: 'for' (a length) or 'until' (an instant), not both",
+                                   field="for")
         if spec.get("for") is not None:
             try:
                 ends = (starts or now) + parse_duration(spec["for"])
@@ -137,6 +162,13 @@ class FaultInjector:
                                     or not 0 <= seconds <= MAX_DELAY_SECONDS):
             raise ValidationFailed(f"params.seconds must be a number from 0 to {MAX_DELAY_SECONDS}",
                                    field="params.seconds")
+        rate = params.get("rate")
+        if rate is not None and (not isinstance(rate, int | float | Decimal) or isinstance(rate, bool)
+                                 or not 0 <= rate <= 1):
+            raise ValidationFailed("params.rate must be a number from 0 to 1", field="params.rate")
+        seed = params.get("seed")
+        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+            raise ValidationFailed("params.seed must be an integer", field="params.seed")
         status = params.get("status")
         if status is not None and (not isinstance(status, int) or not 100 <= status <= 599):
             raise ValidationFailed("params.status must be an HTTP status", field="params.status")
@@ -166,6 +198,8 @@ class FaultInjector:
                 if kinds is not None and fault.kind not in kinds:
                     continue
                 if fault.active(now) and fault.applies(direction, point, method, target, attrs):
+                    if not fault.strikes():
+                        continue
                     fault.hits += 1
                     if fault.remaining is not None:
                         fault.remaining -= 1

@@ -11,6 +11,7 @@ import itertools
 import json
 import re
 import threading
+import unicodedata
 from collections import deque
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -18,18 +19,20 @@ from urllib.parse import unquote_plus
 
 MAX_BODY = 16_384
 _SECRET_KEYS = ("cvv", "cvc", "cvv2", "password", "secret", "otp", "card_number", "cardnumber", "pan")
-_KEYS = "|".join(_SECRET_KEYS)
+# a key may be written with separators between its letters ("c_v_v", "card-number", "Card.Number")
+_KEYS = "|".join(r"[_\-. ]?".join(key.replace("_", "")) for key in _SECRET_KEYS)
 # key=value / "key": "value" / key: value  (JSON, urlencoded forms, query strings, YAML-ish text)
 _KEYED = re.compile(r'("?(?:' + _KEYS + r')"?\s*[:=]\s*"?)[^"&,}\s]*', re.IGNORECASE)
 # multipart/form-data: the value is the first line after the part's blank line
 _MULTIPART = re.compile(r'(name="(?:' + _KEYS + r')"[^\r\n]*\r?\n(?:[^\r\n]+\r?\n)*\r?\n)[^\r\n]*',
                         re.IGNORECASE)
-# a run of 13-19 digits, a few spaces or dashes allowed between them ("5123 4500 0000 0008")
-_DIGIT_RUN = re.compile(r"(?<![0-9])[0-9](?:[ -]{0,3}[0-9]){12,18}(?![0-9])", re.ASCII)
+# a run of 13-19 digits of any script (ASCII, fullwidth, Arabic-Indic...), a few spaces, dots, dashes or
+# underscores allowed between them ("5123 4500 0000 0008", "4111.1111.1111.1111", "４１１１…")
+_DIGIT_RUN = re.compile(r"(?<!\d)\d(?:[ ._\-]{0,4}\d){12,18}(?!\d)")
 
 
 def _mask_pan(match: re.Match[str]) -> str:
-    digits = re.sub(r"[^0-9]", "", match.group(0))
+    digits = "".join(str(unicodedata.digit(ch)) for ch in match.group(0) if ch.isdigit())
     if not _luhn(digits):
         return match.group(0)  # a bill reference, a national ID: not a card number
     return f"{digits[:6]}******{digits[-4:]}"

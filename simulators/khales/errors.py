@@ -33,3 +33,23 @@ class InvalidDate(ApiError):
 
     code = "INVALID_DATE"
     status = 422
+
+
+class UnknownVisit(NotFound):
+    """Raised when a visit id in the path was never used at any outlet."""
+
+    code = "UNKNOWN_VISIT"
+
+
+class DuplicateBill(ApiError):
+    """Raised when one visit names the same bill reference twice (a bill is paid once per visit)."""
+
+    code = "DUPLICATE_BILL"
+    status = 422
+
+
+class InvalidQuery(ApiError):
+    """Raised when a query parameter (format, excel, bom) has a value the API does not know."""
+
+    code = "INVALID_QUERY"
+    status = 400

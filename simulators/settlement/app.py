@@ -9,10 +9,12 @@ from flask import Flask
 from simulators.common.component import Component
 from simulators.common.config import load_settings
 
+from .khales_files import KhalesFiles
 from .models import SettlementModel
 from .views import make_blueprint
 
 DOMAIN_FAULT_KINDS = {"late_batch"}
+MAX_BODY_BYTES = 32 * 1024 * 1024  # a Khales end-of-day file of a busy day is larger than a message
 
 
 def create_app(settings: dict[str, Any] | None = None) -> Flask:
@@ -27,6 +29,8 @@ def create_app(settings: dict[str, Any] | None = None) -> Flask:
     model = SettlementModel(component)
     component.on_reset(model.reset)
     component.scheduler.add_poller(model)
-    app.register_blueprint(make_blueprint(component, model))
+    khales_files = KhalesFiles(component, model)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.register_blueprint(make_blueprint(component, model, khales_files))
     component.install(app)
     return app

@@ -56,3 +56,9 @@ class InvalidQuery(ApiError):
 
     code = "INVALID_QUERY"
     status = 400
+
+
+class KhalesFileNotFound(NotFound):
+    """Raised when the content of a Khales end-of-day file is asked for a day none was received."""
+
+    code = "KHALES_FILE_NOT_FOUND"

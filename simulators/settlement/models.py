@@ -373,6 +373,14 @@ class SettlementModel:
                 "by_settlement_account": _by_account(lines),
             }
 
+    def collections_on(self, source: str, day: date) -> list[dict[str, Any]]:
+        """The payments ``source`` fed whose collection instant falls on the Cairo day ``day`` (what a
+        party's own end-of-day file of that day should list), with their governorate."""
+        with self._lock:
+            lines = [line for line in self._lines.values()
+                     if line.source == source and line.type == "payment" and cairo(line.collected_at).date() == day]
+            return [dict(line.to_dict(), governorate_code=line.governorate_code) for line in lines]
+
     def statement(self, governorate_code: str | None = None) -> list[dict[str, Any]]:
         with self._lock:
             return [dict(e) for e in self._statement

@@ -7,31 +7,30 @@ the file it reads is the one settlement published.
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 from datetime import date
 from typing import TYPE_CHECKING
 
 from flask import Blueprint, Response, jsonify, request
 
-from simulators.common import wire
+from simulators.common import files, wire
 from simulators.common.component import read_json
 from simulators.common.http import encode_json
-from simulators.common.signing import sign_headers, verify
+from simulators.common.signing import verify
 
-from .errors import InvalidDate, InvalidQuery
+from .errors import InvalidDate, InvalidQuery, KhalesFileNotFound
 from .models import FILE_COLUMNS
 
 if TYPE_CHECKING:
     from simulators.common.component import Component
 
+    from .khales_files import KhalesFiles
     from .models import SettlementModel
 
 _GOVERNORATE = re.compile(r"[0-9]{2}", re.ASCII)
 
 
-def make_blueprint(component: Component, model: SettlementModel) -> Blueprint:
+def make_blueprint(component: Component, model: SettlementModel, khales_files: KhalesFiles) -> Blueprint:
     bp = Blueprint("settlement", __name__)
 
     @bp.post("/api/collections")
@@ -41,6 +40,33 @@ def make_blueprint(component: Component, model: SettlementModel) -> Blueprint:
         body = read_json("st-collection.schema.json")
         answer, created = model.add_collection(body)
         return jsonify(answer), 201 if created else 200
+
+    @bp.post("/api/khales-files")
+    def add_khales_file() -> tuple[Response, int]:
+        """Khales' end-of-day file of a day (signed with the feed's secret): kept, read, compared."""
+        verify(component.secret("collections_feed"), request.headers, request.get_data(cache=True),
+               component.clock.now(), int(component.settings.get("signature_window_seconds", 300)))
+        answer, created = khales_files.receive(read_json("kh-end-of-day-delivery.schema.json"))
+        return jsonify(answer), 201 if created else 200
+
+    @bp.get("/api/khales-files")
+    def list_khales_files() -> Response:
+        return jsonify(files=khales_files.list())
+
+    @bp.get("/api/khales-files/<day>")
+    def khales_file(day: str) -> Response:
+        return jsonify(khales_files.view(parse_date(day, "date")))
+
+    @bp.get("/api/khales-files/<day>/content")
+    def khales_file_content(day: str) -> Response:
+        """The CSV exactly as Khales sent it (signed by settlement, like its own files)."""
+        business_date = parse_date(day, "date")
+        content = khales_files.content(business_date)
+        if content is None:
+            raise KhalesFileNotFound(f"no Khales end-of-day file of {business_date} was received", field="date")
+        return files.signed_file(content.encode("utf-8"), mimetype="text/csv",
+                                 filename=f"khales-end-of-day-{business_date.isoformat()}.csv",
+                                 secret=component.secret("settlement_notice"), now=component.clock.now())
 
     @bp.get("/api/batches")
     def list_batches() -> Response:
@@ -64,16 +90,11 @@ def make_blueprint(component: Component, model: SettlementModel) -> Blueprint:
                        "columns": list(FILE_COLUMNS), "lines": rows}
             raw, mimetype, suffix = encode_json(payload), "application/json", "json"
         elif fmt == "csv":
-            raw, mimetype, suffix = _csv(rows, bom=flag_arg("bom")), "text/csv", "csv"
+            raw, mimetype, suffix = files.csv_bytes(FILE_COLUMNS, rows, bom=flag_arg("bom")), "text/csv", "csv"
         else:
             raise InvalidQuery("format is csv (the default) or json", field="format")
-        response = Response(raw, status=200, mimetype=mimetype)
-        response.headers["Content-Type"] = f"{mimetype}; charset=utf-8"
-        response.headers["Content-Disposition"] = (
-            f'attachment; filename="settlement-{business_date.isoformat()}.{suffix}"')
-        response.headers.update(sign_headers(component.secret("settlement_notice"), raw,
-                                             component.clock.now()))
-        return response
+        return files.signed_file(raw, mimetype=mimetype, filename=f"settlement-{business_date.isoformat()}.{suffix}",
+                                 secret=component.secret("settlement_notice"), now=component.clock.now())
 
     @bp.get("/api/daily-reports/<day>")
     def daily_report(day: str) -> Response:
@@ -99,16 +120,4 @@ def governorate_arg() -> str | None:
 
 
 def flag_arg(name: str) -> bool:
-    value = request.args.get(name, "0").lower()
-    if value not in ("0", "1", "true", "false", ""):
-        raise InvalidQuery(f"{name} is 1 or 0", field=name)
-    return value in ("1", "true")
-
-
-def _csv(rows: list[dict[str, str]], *, bom: bool) -> bytes:
-    """UTF-8 CSV with a header row; ``bom`` prefixes a byte-order mark so Excel reads it as UTF-8."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=FILE_COLUMNS, lineterminator="\r\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return (b"\xef\xbb\xbf" if bom else b"") + buffer.getvalue().encode("utf-8")
+    return files.flag_arg(name, InvalidQuery)

@@ -210,3 +210,16 @@ def test_a_reversal_of_an_unknown_transaction_is_not_found_and_voids_a_late_paym
     late = outlet.pay(number, tx="KHT000000000077")
     assert error_of(late) == (409, "TRANSACTION_REVERSED", "khales_transaction_id")
     assert state(app, number)[:2] == ("OPEN", 0)
+
+
+def test_a_reversal_naming_another_request_than_the_one_paid_is_refused_and_refunds_nothing(
+        initiate, outlet, app):  # noqa: F811
+    # A breaker's case: the reversal named request 000000000000 and still refunded the paid one.
+    _, _, number = initiate("Channel")
+    outlet.pay(number)
+
+    refused = outlet.reverse("KHT000000000001", reason="NO_ANSWER", payment_request_number="000000000000")
+
+    assert error_of(refused) == (409, "REQUEST_MISMATCH", "payment_request_number")
+    assert app.extensions["card_gateway_efinance"].by_payment_request_number(number).refunds == []
+    assert outlet.inquire(number).get_json()["status"] == "PAID"

@@ -79,12 +79,12 @@ class Sender:
         return base64.b64encode(self.public_key.encrypt(data, PKCS1v15())).decode()  # type: ignore[union-attr]
 
     def fields(self, srn: str, *, password: str = PASSWORD, xml: str | None = None, sender_id: str = SENDER_ID,
-               **xml_changes: Any) -> dict[str, str]:
+               encoding: str = "utf-8", **xml_changes: Any) -> dict[str, str]:
         key, iv = os.urandom(32), os.urandom(16)
         self.secrets[srn] = (key, iv)
         text = xml if xml is not None else request_xml(srn, password_b64=self.rsa(password.encode()), **xml_changes)
         padder = padding.PKCS7(128).padder()
-        padded = padder.update(text.encode("utf-8")) + padder.finalize()
+        padded = padder.update(text.encode(encoding)) + padder.finalize()
         encryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
         request_object = base64.b64encode(encryptor.update(padded) + encryptor.finalize()).decode()
         return {
@@ -209,9 +209,9 @@ def test_initiation_page_renders_the_hosted_page_in_arabic_by_default_with_the_a
     html = response.get_data(as_text=True)
     assert 'dir="rtl"' in html and 'lang="ar"' in html
     assert 'id="amount">125.75' in html
-    assert srn_of(21) in html and "Line 1" in html  # each settlement line with its description
+    assert "INV-77" in html and "Line 1" in html  # the bill as the citizen knows it (SenderInvoiceNumber), the lines
     (session,) = sessions(app).values()
-    assert session.amount == 12575 and session.merchant_reference == srn_of(21)
+    assert session.amount == 12575 and session.merchant_reference == "INV-77"
     assert f'action="/pay/{session.session_id}' in html
 
 
@@ -233,6 +233,19 @@ def test_the_utf16_declaration_over_utf8_bytes_is_accepted_and_so_is_a_plain_utf
     plain = quirky.replace('encoding="utf-16"', 'encoding="utf-8"').replace(srn, srn_of(24))
     answer = client.post(S2S_PATH, data=sender.fields(srn_of(24), xml=plain))
     assert parse_response(answer.data)["ResponseCode"] == "000"
+
+
+def test_a_dtd_in_utf16_without_a_byte_order_mark_is_refused_like_any_dtd(client, sender, app):
+    # A breaker's case: UTF-16LE bytes without a BOM decoded "as UTF-8" hid the DOCTYPE from the check,
+    # and expat, guessing UTF-16 from the bytes, expanded the entity onto the hosted page.
+    srn = srn_of(26)
+    xml = request_xml(srn, password_b64=sender.rsa(PASSWORD.encode()), description="&x;").replace(
+        "<PaymentRequestInitiationReq ", '<!DOCTYPE PaymentRequestInitiationReq [<!ENTITY x "EXPANDED">]>'
+        "<PaymentRequestInitiationReq ", 1)
+    for encoding in ("utf-16-le", "utf-16-be", "utf-16"):  # "utf-16" writes a BOM
+        answer = parse_response(client.post(S2S_PATH, data=sender.fields(srn, xml=xml, encoding=encoding)).data)
+        assert answer["ResponseCode"] == "113", (encoding, answer)
+    assert sessions(app) == {}
 
 
 def test_paying_an_efinance_session_redirects_to_the_confirmation_redirect_url(client, sender, app):

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import requests
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -14,6 +15,7 @@ from simulators.citizen_services.app import create_app
 from simulators.common import signing
 from simulators.common.config import load_settings
 from simulators.common.http import encode_json
+from simulators.common.server import ServerThread
 
 CS_SECRET_NAME = "citizen_services_api"
 CLOCK_AT = "2026-03-01T10:00:00+02:00"  # a Sunday morning in Cairo
@@ -65,3 +67,52 @@ def new_request(cs_client: FlaskClient) -> Callable[..., dict[str, Any]]:
         return response.get_json()
 
     return create
+
+
+class LiveCitizenServices:
+    """The simulator on a real loopback socket, for what only HTTP shows (a dropped answer, a reload)."""
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        self.settings = settings
+        self.server = ServerThread(create_app(settings)).start()
+        self.http = requests.Session()
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def component(self) -> Any:
+        return self.server.app.extensions["tahseel"]
+
+    def get(self, path: str, **kwargs: Any) -> requests.Response:
+        return self.http.get(self.url + path, timeout=10, **kwargs)
+
+    def post(self, path: str, body: Any = None, **kwargs: Any) -> requests.Response:
+        return self.http.post(self.url + path, json=body, timeout=10, **kwargs)
+
+    def signed_post(self, path: str, body: Any) -> requests.Response:
+        data = encode_json(body)
+        headers = signing.sign_headers(self.settings["secrets"][CS_SECRET_NAME], data, self.component.clock.now())
+        headers["Content-Type"] = "application/json"
+        return self.http.post(self.url + path, data=data, headers=headers, timeout=10)
+
+    def stop(self) -> None:
+        self.http.close()
+        self.server.stop()
+
+
+@pytest.fixture
+def live_cs() -> Iterator[Callable[..., LiveCitizenServices]]:
+    """Start the simulator on loopback (``live_cs(settings)``, default settings); every one is stopped."""
+    started: list[LiveCitizenServices] = []
+
+    def start(settings: dict[str, Any] | None = None) -> LiveCitizenServices:
+        live = LiveCitizenServices(settings if settings is not None else load_settings())
+        started.append(live)
+        assert live.post("/_admin/clock", {"set": CLOCK_AT}).status_code == 200
+        return live
+
+    yield start
+    for live in started:
+        live.stop()

@@ -61,6 +61,21 @@ def test_serve_json_answers_health_and_stops_on_sigterm(tmp_path: Path) -> None:
             pass
 
 
+def test_serve_refuses_ports_in_use_before_announcing_anything(tmp_path: Path) -> None:
+    # A newcomer's case: with another serve on the ports, ours answered the health checks through it,
+    # printed its URLs as ours, then failed to bind.
+    ports = free_ports(5)
+    held = reserve_socket(port=ports[1])  # someone listens on citizen services' port
+    env = dict(os.environ, **{f"TAHSEEL_PORT_{p.upper()}": str(port) for p, port in zip(PARTIES, ports, strict=True)})
+    try:
+        done = subprocess.run([sys.executable, "-m", "harness.cli", "serve", "--data-dir", str(tmp_path)],
+                              capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
+    finally:
+        held.close()
+    assert done.returncode == 1 and done.stdout == ""
+    assert f"citizen_services (127.0.0.1:{ports[1]})" in done.stderr and "port in use" in done.stderr
+
+
 def test_run_exits_nonzero_and_names_the_step_and_difference(tmp_path: Path) -> None:
     text = (ROOT / "scenarios/happy/cash_payment.yaml").read_text(encoding="utf-8")
     broken = tmp_path / "wrong_total.yaml"

@@ -22,6 +22,7 @@ from flask.testing import FlaskClient
 from simulators.common import signing
 from simulators.common.component import Component, read_json
 from simulators.common.config import load_settings
+from simulators.common.money import format_amount, parse_amount
 from simulators.common.server import ServerThread
 from simulators.khales.app import create_app
 
@@ -31,6 +32,7 @@ PAID_BILL = "100000000025"
 EXPIRED_BILL = "100000000033"
 BROKEN_BILL = "100000000041"  # the biller's inquiry answer breaks the contract
 BIG_BILL = "100000000058"     # above the surcharge threshold
+PARTS_BILL = "100000000066"   # the biller takes parts of it (a partial payment leaves the rest due)
 
 
 @dataclass
@@ -99,7 +101,8 @@ def _default_bills() -> dict[str, dict[str, Any]]:
 
     return {UNPAID_BILL: bill("UNPAID", "360.00"), PAID_BILL: bill("PAID", "360.00"),
             EXPIRED_BILL: bill("EXPIRED", "360.00"), BROKEN_BILL: bill("UNPAID", "360.00", amount_due=360),
-            BIG_BILL: bill("UNPAID", "922.00", service_code="BPR", governorate_code="01")}
+            BIG_BILL: bill("UNPAID", "922.00", service_code="BPR", governorate_code="01"),
+            PARTS_BILL: bill("UNPAID", "100.00", partial_payments="accept")}
 
 
 def make_fake_biller(settings: dict[str, Any]) -> FakeBiller:
@@ -146,14 +149,17 @@ def make_fake_biller(settings: dict[str, Any]) -> FakeBiller:
         bill = state.bills.get(body["bill_reference"])
         if bill is None:
             return _error(404, "UNKNOWN_BILL", "no such bill", "bill_reference")
-        if bill["status"] != "UNPAID":
+        if bill["status"] not in ("UNPAID", "PARTIALLY_PAID"):
             return _error(409, "ALREADY_PAID", "the bill is not payable", "bill_reference")
-        if body["amount"] != bill["total_due"]:
+        due, amount = parse_amount(bill["total_due"]), parse_amount(body["amount"])
+        if amount > due or (amount < due and bill.get("partial_payments") != "accept"):
             return _error(422, "AMOUNT_MISMATCH", "amount is not the total due", "amount")
-        bill["status"] = "PAID"
+        rest = format_amount(due - amount)
+        bill.update(status="PAID" if amount == due else "PARTIALLY_PAID", amount_due=rest, total_due=rest)
         answer = {"khales_transaction_id": tx_id, "payment_id": f"PAY-{len(state.accepted) + 1:04d}",
                   "bill_reference": body["bill_reference"], "status": "ACCEPTED", "amount": body["amount"],
-                  "receipt_number": f"R{len(state.accepted) + 1:08d}"}
+                  "receipt_number": f"R{len(state.accepted) + 1:08d}", "outstanding_amount": rest,
+                  "bill_status": bill["status"]}
         state.accepted[tx_id] = (body, answer)
         return jsonify(answer), 201
 
@@ -327,7 +333,7 @@ def khales(khales_factory: Callable[..., FlaskClient], fake_biller: FakeBiller,
 def bills() -> SimpleNamespace:
     """The fake biller's bill references, by what they are for."""
     return SimpleNamespace(unpaid=UNPAID_BILL, paid=PAID_BILL, expired=EXPIRED_BILL, broken=BROKEN_BILL,
-                           big=BIG_BILL, clock_at=CLOCK_AT)
+                           big=BIG_BILL, parts=PARTS_BILL, clock_at=CLOCK_AT)
 
 
 def add_fault(client: FlaskClient, **spec: Any) -> dict[str, Any]:

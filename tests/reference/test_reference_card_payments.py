@@ -224,17 +224,19 @@ def test_undecryptable_and_malformed_notices_are_refused(ref, card_gateway):
     card_gateway.approve(opened)
     other_order = ref.open_card(order)  # another attempt: another key
     under_other_key = card_gateway.silent_call_form(other_order)
+    # Every way a RequestObject can be unreadable gets ONE answer (112): telling bad padding from bad XML
+    # or a bad field apart is a padding oracle (a breaker forged a refund notice through it).
     cases = {
         "112": [dict(card_gateway.silent_call_form(opened), RequestObject=under_other_key["RequestObject"],
                      Signature=under_other_key["Signature"]),
                 {**card_gateway.silent_call_form(opened), "RequestObject": "not base64!",
-                 "Signature": hashlib.sha256(b"not base64!").hexdigest()}],
-        "113": [card_gateway.silent_call_form(opened, plaintext=b"<PaymentConfirmationRequest><Unclosed>"),
+                 "Signature": hashlib.sha256(b"not base64!").hexdigest()},
+                card_gateway.silent_call_form(opened, plaintext=b"<PaymentConfirmationRequest><Unclosed>"),
                 card_gateway.silent_call_form(opened, plaintext=b"<SomethingElse/>"),
                 card_gateway.silent_call_form(opened, plaintext=b'<!DOCTYPE x [<!ENTITY a "b">]>'
-                                                                  b"<PaymentConfirmationRequest/>")],
-        "114": [card_gateway.silent_call_form(opened, TransactionNumber="")],
-        "115": [card_gateway.silent_call_form(opened, IsConfirmed="yes"),
+                                                                  b"<PaymentConfirmationRequest/>"),
+                card_gateway.silent_call_form(opened, TransactionNumber=""),
+                card_gateway.silent_call_form(opened, IsConfirmed="yes"),
                 card_gateway.silent_call_form(opened, PaymentRequestTotalAmount="855,00")],
         "116": [card_gateway.silent_call_form(opened, SenderRequestNumber=other_order["sender_request_number"])],
         "122": [card_gateway.silent_call_form(opened, PaymentRequestTotalAmount="1.00",
@@ -245,6 +247,9 @@ def test_undecryptable_and_malformed_notices_are_refused(ref, card_gateway):
         for form in forms:
             answer = ref.silent_call(form)
             assert code(answer) == response_code and answer.status_code >= 400, (response_code, answer.get_json())
+            if response_code == "112":
+                assert answer.get_json()["error"]["message"] == ("RequestObject cannot be decrypted and read under"
+                                                                 " this request's key")
     assert ref.order(order["bill_reference"])["payments"] == []
     assert card_gateway.inquiries == []
 
@@ -449,3 +454,52 @@ def test_a_refund_the_gateway_does_not_confirm_changes_nothing(ref, card_gateway
     assert code(not_refunded) == "150" and code(less) == "150" and code(bad) == "122"
     view = ref.order(order["bill_reference"])
     assert view["status"] == "PAID" and "refunded_amount" not in view["payments"][0]
+
+
+def test_a_refund_notice_beyond_what_the_gateway_refunded_in_all_is_refused(ref, card_gateway):
+    # A breaker's case: a second refund notice (another RefundNumber, within the gateway's total
+    # RefundedAmount) for a refund the gateway never made. The gateway's total bounds what we record.
+    order, opened = order_and_card(ref)
+    card_gateway.approve(opened)
+    ref.silent_call(card_gateway.silent_call_form(opened))
+    card_gateway.approve(opened, status="PARTIAL_REFUNDED", refunded="100.00")
+    real = ref.silent_call(refund_form(card_gateway, opened, "RF000000000001", "100.00", "100.00",
+                                       "PARTIAL_REFUNDED"))
+
+    forged = ref.silent_call(refund_form(card_gateway, opened, "RFFORGED00001", "100.00", "100.00",
+                                         "PARTIAL_REFUNDED"))
+
+    assert code(real) == "000" and code(forged) == "150" and forged.get_json()["error"]["field"] == "RefundAmount"
+    view = ref.order(order["bill_reference"])
+    assert view["status"] == "PAID" and view["payments"][0]["refunded_amount"] == "100.00"
+
+
+def test_a_wrong_method_or_an_oversized_body_on_the_silent_call_still_answers_a_response_code(ref):
+    wrong_method = ref.client.get("/efinance/confirmations")
+    oversized = ref.client.post("/efinance/confirmations", data={"RequestObject": "A" * (1024 * 1024 + 10)})
+
+    assert wrong_method.status_code == 405 and wrong_method.headers["Response_Code"] == "113"
+    assert "POST" in wrong_method.headers["Allow"]
+    assert oversized.status_code == 413 and oversized.headers["Response_Code"] == "114"
+    assert oversized.headers["Connection"] == "close"
+    assert oversized.get_json()["response_code"] == "114"
+
+
+def test_an_order_opens_at_most_the_configured_number_of_card_attempts(settings, card_gateway):
+    # A breaker's case: each POST of the portal's form opened a new attempt (an RSA operation, a row,
+    # status inquiries later), without end.
+    from .conftest import Reference
+
+    settings["reference"]["efinance"]["max_attempts_per_order"] = 2
+    app = create_app(settings)
+    try:
+        ref = Reference(app, settings)
+        ref.set_clock("2026-12-07T10:00:00+02:00")
+        order = ref.create_order()
+        url = f"/api/orders/{order['bill_reference']}/card-payments"
+        answers = [ref.client.post(url, json={}) for _ in range(3)]
+        assert [a.status_code for a in answers] == [201, 201, 429]
+        assert answers[2].get_json()["error"]["code"] == "TOO_MANY_ATTEMPTS"
+        assert len(attempts(ref, order)) == 2
+    finally:
+        app.extensions["tahseel"].stop()

@@ -175,3 +175,12 @@ def test_confirmation_and_refund_notices_are_read():
                                                ("PARTIAL_REFUNDED", "PARTIAL_REFUNDED")])
 def test_both_status_vocabularies(word, meaning):
     assert efinance.status_word(word) == meaning
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be", "utf-16"])
+def test_a_dtd_hidden_in_utf16_is_refused_with_or_without_a_byte_order_mark(encoding):
+    document = ('<!DOCTYPE R [<!ENTITY x "EXPANDED">]><PaymentRequestStatusRes><Status>&x;</Status>'
+                "</PaymentRequestStatusRes>").encode(encoding)
+    with pytest.raises(MessageError) as caught:
+        efinance.parse_flat(document, "PaymentRequestStatusRes")
+    assert caught.value.reason == "malformed"

@@ -306,3 +306,21 @@ def test_an_unpaid_request_is_asked_about_on_schedule_then_once_at_expiry_and_th
     bench.clock.advance_to(parse_instant(order["expires_at"]) + timedelta(days=3))
     assert inquiries() == 4
     assert bench.get_order(order["bill_reference"])["payments"] == []
+
+
+def test_a_request_opened_late_is_cancelled_at_the_gateway_when_its_order_expires(bench):
+    # The order expires at an instant (72 h after it was made); e-finance's request lives to the end
+    # of its ExpiryDate, a whole Cairo day. Opened in the order's last hours, it would outlive the
+    # order: the watch cancels it at the order's expiry, so the gateway's page no longer takes money.
+    order = bench.order()
+    expires = parse_instant(order["expires_at"])
+    bench.clock.advance_to(expires - timedelta(hours=2))
+    card = bench.open_card(order)
+
+    bench.clock.advance_to(expires + timedelta(minutes=1))
+
+    number = card["payment_request_number"]
+    gateway_view = bench.http.get(bench.url("card_gateway", f"/api/efinance/requests/{number}")).json()
+    assert gateway_view["status"] == "CANCELLED"
+    assert bench.pay(card).status_code == 410
+    assert bench.get_order(order["bill_reference"])["payments"] == []

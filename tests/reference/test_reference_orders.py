@@ -73,3 +73,27 @@ def test_expired_order_is_replaced_by_a_new_one(ref):
     assert renewed.status_code == 201
     assert renewed.get_json()["bill_reference"] != order["bill_reference"]
     assert ref.order(order["bill_reference"])["status"] == "EXPIRED"
+
+
+def test_a_restarted_worker_comes_back_on_the_simulated_clock_and_releasing_it_is_kept_too(settings):
+    # A breaker's case: after kill -9, gunicorn's new worker ran on the real clock while every other
+    # party stayed on the scenario's time, so Khales' signed calls looked stale to it.
+    from reference.app import create_app
+
+    first = create_app(settings)
+    moved = first.test_client().post("/_admin/clock", json={"set": "2026-12-07T10:00:00+02:00"})
+    assert moved.status_code == 200
+    first.extensions["tahseel"].stop()
+
+    second = create_app(settings)  # same database file: the restarted worker
+    try:
+        clock = second.test_client().get("/_admin/clock").get_json()
+        assert clock["simulated"] is True and clock["now"].startswith("2026-12-07T08:00:00")
+        second.test_client().post("/_admin/clock", json={"real": True})
+    finally:
+        second.extensions["tahseel"].stop()
+    third = create_app(settings)
+    try:
+        assert third.test_client().get("/_admin/clock").get_json()["simulated"] is False
+    finally:
+        third.extensions["tahseel"].stop()

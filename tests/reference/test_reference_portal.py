@@ -39,7 +39,8 @@ def test_the_order_page_in_arabic_and_english(ref):
     assert "رسم BASE" in arabic and "VAT fee" in english  # the fee lines, named in each language
     assert f'<form id="pay-by-card" method="post" action="/portal/orders/{order["bill_reference"]}/card">' in arabic
     assert hidden_fields(arabic) == {"lang": "ar"} and hidden_fields(english) == {"lang": "en"}
-    assert element(arabic, "pay-button") == "ادفع بالبطاقة" and element(english, "pay-button") == "Pay by card"
+    assert element(arabic, "pay-button") == "متابعة إلى الدفع"
+    assert element(english, "pay-button") == "Continue to payment"
 
 
 def test_unknown_orders_and_payments_are_404_pages(ref):

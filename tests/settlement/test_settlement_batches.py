@@ -72,13 +72,23 @@ def test_bad_signature_is_refused_and_creates_nothing(feed, client, collection):
     assert client.get("/api/batches").get_json() == {"batches": []}
 
 
-def test_unknown_governorate_and_contract_breaks_are_refused(feed, client, collection):
-    unknown = feed.send(collection(governorate_code="03"))
-    float_amount = feed.send(collection(amount=12.5))
+def test_unknown_governorate_and_contract_breaks_are_refused(feed_for, collection):
+    from simulators.common.config import load_settings
+    from simulators.settlement.app import create_app
 
-    assert (unknown.status_code, unknown.get_json()["error"]["field"]) == (422, "governorate_code")
-    assert (float_amount.status_code, float_amount.get_json()["error"]["field"]) == (422, "amount")
-    assert client.get("/api/batches").get_json() == {"batches": []}
+    settings = load_settings(overrides={"urls": {"reference": "http://127.0.0.1:9"}})
+    settings["catalog"]["governorates"].pop("03", None)  # a governorate without a bank account
+    app = create_app(settings)
+    try:
+        feed, client = feed_for(app), app.test_client()
+        unknown = feed.send(collection(governorate_code="03"))
+        float_amount = feed.send(collection(amount=12.5))
+
+        assert (unknown.status_code, unknown.get_json()["error"]["field"]) == (422, "governorate_code")
+        assert (float_amount.status_code, float_amount.get_json()["error"]["field"]) == (422, "amount")
+        assert client.get("/api/batches").get_json() == {"batches": []}
+    finally:
+        app.extensions["tahseel"].stop()
 
 
 def test_reversal_is_a_negative_line_in_its_own_batch(feed, client, collection):

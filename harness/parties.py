@@ -47,8 +47,12 @@ class Parties:
         return response.json()
 
     def offers_test_clock(self, party: str) -> bool:
+        return self.offers_hook(party, "/_admin/clock")
+
+    def offers_hook(self, party: str, path: str) -> bool:
+        """Does the party answer this optional test hook (``/_admin/clock``, ``/_admin/settings``)?"""
         try:
-            return self.call(party, "GET", "/_admin/clock").status_code == 200
+            return self.call(party, "GET", path).status_code == 200
         except PartyError:
             return False
 

@@ -52,6 +52,7 @@ class Runner:
         self.calendar = BusinessCalendar.from_config(settings.get("calendar"))
         parties = [p for p in urls if p != "reference"]
         self.has_test_clock = self.parties.offers_test_clock("reference")
+        self.has_test_settings = self.parties.offers_hook("reference", "/_admin/settings")
         self.controlled = (["reference"] if self.has_test_clock else []) + parties
 
     def run(self, scenarios: list[Scenario]) -> RunResult:
@@ -70,6 +71,10 @@ class Runner:
         if "test_clock" in scenario.requires and not self.has_test_clock:
             outcome.status = SKIPPED
             outcome.message = "needs the target's test-clock hook (/_admin/clock), which it does not offer"
+            return outcome
+        if "test_settings" in scenario.requires and not self.has_test_settings:
+            outcome.status = SKIPPED
+            outcome.message = "needs the target's test-settings hook (/_admin/settings), which it does not offer"
             return outcome
         run = ScenarioRun(scenario, self.parties, self.controlled, self.settings, self.calendar)
         try:

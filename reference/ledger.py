@@ -73,9 +73,15 @@ class Ledger:
         self.reconciliation = reconciliation
         self.upstreams = upstreams
         self.order_ttl = parse_duration(component.own.get("order_ttl", "72h"))
-        self.partial_payments = str(component.own.get("khales_partial_payments", "reject"))
-        if self.partial_payments not in PARTIAL_POLICIES:
+        if str(component.own.get("khales_partial_payments", "reject")) not in PARTIAL_POLICIES:
             raise ValueError(f"reference.khales_partial_payments is one of {', '.join(PARTIAL_POLICIES)}")
+        # a test hook like the clock: a scenario may switch the rule (POST /_admin/settings); reset restores it
+        component.tunable("khales_partial_payments", PARTIAL_POLICIES)
+
+    @property
+    def partial_payments(self) -> str:
+        """``reference.khales_partial_payments`` as it is now (read per call: the admin plane may switch it)."""
+        return str(self.component.own.get("khales_partial_payments", "reject"))
 
     @property
     def now(self) -> datetime:

@@ -54,6 +54,22 @@ def admin_blueprint(component: Component) -> Blueprint:
         ran = component.scheduler.run_due() if body.get("run_due", True) else 0
         return jsonify(dict(clock_state(), ran=ran))
 
+    @bp.get("/settings")
+    def get_settings():  # type: ignore[no-untyped-def]
+        """The settings a scenario may switch at run time (a test hook; ``reset`` restores them)."""
+        return jsonify(settings=component.tunables())
+
+    @bp.post("/settings")
+    def set_settings():  # type: ignore[no-untyped-def]
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict) or not body:
+            raise ValidationFailed("a JSON object {setting: value}", field="body")
+        for name, value in body.items():  # every one checked before any is applied
+            component.tunables_check(name, value)
+        for name, value in body.items():
+            component.tune(name, value)
+        return jsonify(settings=component.tunables())
+
     @bp.post("/tick")
     def tick():  # type: ignore[no-untyped-def]
         ran = component.scheduler.run_due()

@@ -21,7 +21,7 @@ from werkzeug.exceptions import HTTPException
 
 from .calendar import BusinessCalendar
 from .clock import Clock, iso
-from .errors import ApiError, MalformedBody, Unavailable, UnsupportedMediaType
+from .errors import ApiError, MalformedBody, Unavailable, UnsupportedMediaType, ValidationFailed
 from .faults import FaultInjector
 from .http import OutboundClient
 from .journal import Journal, body_text, form_text, redact
@@ -46,6 +46,7 @@ class Component:
         self._reset_hooks: list[Callable[[], None]] = []
         self._stop_hooks: list[Callable[[], None]] = []
         self._clock_hooks: list[Callable[[], None]] = []
+        self._tunables: dict[str, tuple[tuple[str, ...], Any]] = {}
         self._inbound_attrs: list[Callable[[], dict[str, Any]]] = []
         self._ticker = ticker
 
@@ -68,6 +69,28 @@ class Component:
     def on_stop(self, fn: Callable[[], None]) -> None:
         self._stop_hooks.append(fn)
 
+    def tunable(self, name: str, allowed: tuple[str, ...]) -> None:
+        """Let the admin plane (``/_admin/settings``) switch one of this component's own settings
+        among ``allowed`` at run time, a test hook like the clock: a scenario can try both of a
+        biller's rules on one running stack. ``reset`` puts the configured value back."""
+        self._tunables[name] = (allowed, self.own.get(name, allowed[0]))
+
+    def tunables(self) -> dict[str, dict[str, Any]]:
+        return {name: {"value": self.own.get(name, default), "allowed": list(allowed)}
+                for name, (allowed, default) in self._tunables.items()}
+
+    def tune(self, name: str, value: Any) -> None:
+        self.tunables_check(name, value)
+        self.settings.setdefault(self.name, {})[name] = value
+
+    def tunables_check(self, name: str, value: Any) -> None:
+        if name not in self._tunables:
+            raise ValidationFailed(f"{name} is not a setting the admin plane may change; these are:"
+                                   f" {', '.join(sorted(self._tunables)) or '(none)'}", field=name)
+        allowed, _ = self._tunables[name]
+        if value not in allowed:
+            raise ValidationFailed(f"{name} is one of {', '.join(allowed)}", field=name)
+
     def on_clock_moved(self, fn: Callable[[], None]) -> None:
         """Called after the admin plane set, advanced or released the clock (e.g. to persist it, so a
         restarted worker comes back on the scenario's simulated time, not the real one)."""
@@ -85,6 +108,8 @@ class Component:
             for hook in self._reset_hooks:
                 hook()
             self.journal.clear()
+            for name, (_, configured) in self._tunables.items():  # back to what the settings file says
+                self.settings.setdefault(self.name, {})[name] = configured
 
     def stop(self) -> None:
         self.scheduler.stop_ticker()

@@ -1,9 +1,9 @@
-"""Khales scenarios run against a stack of their own, with the partial-payment rule set to accept.
+"""Khales scenarios on a stack of their own, and the settings test hook they use.
 
-Scenarios cannot change settings (``given`` has no settings), so the partial-payment scenario with the
-biller's rule set to ``accept`` lives here, beside its stack: every party on loopback with
-``reference.khales_partial_payments: accept``. The same stack also checks, over real sockets, that the
-end-of-day file settlement keeps is byte for byte the one Khales serves.
+The partial-payment scenario switches the biller's rule to ``accept`` through the reference's
+``/_admin/settings`` hook; here it also runs on a stack configured with ``accept`` from the start.
+The same stack checks, over real sockets, that the end-of-day file settlement keeps is byte for byte
+the one Khales serves.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from harness.loader import load_file
 from harness.runner import Runner
 from harness.stack import Stack
 
-HERE = Path(__file__).resolve().parent / "scenarios"
 SHIPPED = Path(__file__).resolve().parents[2] / "scenarios"
 
 
@@ -36,7 +35,7 @@ def accepting_runner(accepting_stack: Stack) -> Iterator[Runner]:
 
 
 def test_partial_cash_payment_accepted_is_never_marked_paid_until_whole(accepting_runner: Runner) -> None:
-    result = accepting_runner.run_one(load_file(HERE / "partial_cash_payment_accepted.yaml"))
+    result = accepting_runner.run_one(load_file(SHIPPED / "khales/partial_cash_payment_accepted.yaml"))
     assert result.status == "passed", result.message + "\n" + repr(result.failed_step)
 
 
@@ -53,3 +52,22 @@ def test_settlement_keeps_the_end_of_day_file_byte_for_byte(accepting_runner: Ru
     assert stored == served and excel == b"\xef\xbb\xbf" + served
     text = served.decode("utf-8")
     assert text.count("\r\n") == 3 and any("\u0600" <= ch <= "\u06ff" for ch in text)
+
+
+def test_the_settings_hook_switches_only_declared_settings_checks_values_and_reset_restores(
+        accepting_stack: Stack) -> None:
+    with requests.Session() as http:
+        http.trust_env = False
+        url = accepting_stack.urls["reference"] + "/_admin/settings"
+        assert http.get(url).json()["settings"]["khales_partial_payments"] == {
+            "value": "accept", "allowed": ["reject", "accept"]}
+        unknown = http.post(url, json={"order_ttl": "1h"})
+        bad = http.post(url, json={"khales_partial_payments": "sometimes"})
+        mixed = http.post(url, json={"khales_partial_payments": "reject", "order_ttl": "1h"})
+        for answer, field in ((unknown, "order_ttl"), (bad, "khales_partial_payments"), (mixed, "order_ttl")):
+            assert answer.status_code == 422 and answer.json()["error"]["field"] == field
+        assert http.get(url).json()["settings"]["khales_partial_payments"]["value"] == "accept"  # nothing applied
+        assert http.post(url, json={"khales_partial_payments": "reject"}).status_code == 200
+        assert http.get(url).json()["settings"]["khales_partial_payments"]["value"] == "reject"
+        http.post(accepting_stack.urls["reference"] + "/_admin/reset")
+        assert http.get(url).json()["settings"]["khales_partial_payments"]["value"] == "accept"  # as configured

@@ -222,13 +222,20 @@ def make_blueprint(component: Component, store: Store, ledger: Ledger, cards: Ca
         governorate = request.args.get("governorate_code") or None
         if governorate is not None and not re.fullmatch(r"[0-9]{2}", governorate, re.ASCII):
             raise InvalidQuery("governorate_code is two digits", field="governorate_code")
+        known = (component.settings.get("catalog") or {}).get("governorates") or {}
+        if governorate is not None and known and governorate not in known:
+            raise InvalidQuery(f"governorate_code {governorate} is none of the catalog's governorates",
+                               field="governorate_code")
         fmt = request.args.get("format", "json")
         if fmt not in ("json", "csv"):
             raise InvalidQuery("format is json or csv", field="format")
+        bom = request.args.get("bom", "0")
+        if bom not in ("0", "1", "true", "false", ""):
+            raise InvalidQuery("bom is 1 or 0", field="bom")
         report = reports.daily(day, governorate)
         if fmt == "json":
             return jsonify(report)
-        text = reports.to_csv(report, bom=request.args.get("bom") in ("1", "true"))
+        text = reports.to_csv(report, bom=bom in ("1", "true"))
         name = f"tahseel-daily-{day.isoformat()}{'-' + governorate if governorate else ''}.csv"
         return Response(text.encode("utf-8"), mimetype="text/csv",
                         headers={"Content-Type": "text/csv; charset=utf-8",

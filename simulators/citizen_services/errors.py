@@ -31,6 +31,15 @@ class UnknownLocalUnit(ApiError):
     status = 422
 
 
+class AssessmentTooLarge(ApiError):
+    """Raised when a fee line or the total would pass the largest amount the wire carries
+    (999,999,999,999.99 EGP): a catalog edited with huge rates times huge units must fail here, naming
+    the units, not publish an answer off its own contract."""
+
+    code = "AMOUNT_TOO_LARGE"
+    status = 422
+
+
 class MissingUnits(ApiError):
     """Raised when a per-unit fee line needs a unit (e.g. ``area_m2``) that neither the request
     nor the service's default units give."""

@@ -13,7 +13,9 @@ from typing import Any
 from simulators.common import money
 from simulators.common.catalog import CatalogError, check_catalog, effective_service
 
-from .errors import MissingUnits
+from .errors import AssessmentTooLarge, MissingUnits
+
+MAX_TOTAL = 99_999_999_999_999  # piasters: 999,999,999,999.99, the largest amount on the wire
 
 __all__ = ["CatalogError", "FeeSchedule"]
 
@@ -106,4 +108,8 @@ class FeeSchedule:
             elif line["kind"] == "percentage":
                 wire.update(rate_basis_points=int(line["rate_basis_points"]), of=list(line["of"]))
             out.append(wire)
-        return out, sum(amounts.values())
+        total = sum(amounts.values())
+        if total > MAX_TOTAL or any(amount > MAX_TOTAL for amount in amounts.values()):
+            raise AssessmentTooLarge(f"service {service_code} would cost more than {money.format_amount(MAX_TOTAL)}"
+                                     " with these units", field="units")
+        return out, total

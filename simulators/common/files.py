@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 
@@ -23,12 +24,26 @@ BOM = b"\xef\xbb\xbf"
 FLAG_VALUES = ("0", "1", "true", "false", "")
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"[+-]?[0-9]+(?:\.[0-9]+)?")
+
+
+def safe_cell(value: object) -> object:
+    """A text cell a spreadsheet would run as a formula (``=cmd|…``, ``+SUM(…)``, ``@…``) gets a
+    leading apostrophe (OWASP's CSV-injection advice); signed amounts such as ``-27.00`` stay numbers.
+    Citizens' names reach these files, and the ``excel`` variant is made to be opened in Excel."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START) and not _NUMBER.fullmatch(value):
+        return "'" + value
+    return value
+
+
 def csv_text(columns: Sequence[str], rows: Iterable[Mapping[str, object]]) -> str:
-    """The CSV text of ``rows`` under a header of ``columns`` (``\\r\\n`` line ends, no BOM)."""
+    """The CSV text of ``rows`` under a header of ``columns`` (``\\r\\n`` line ends, no BOM); cells that
+    would be formulas are neutralised (:func:`safe_cell`)."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\r\n")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({name: safe_cell(value) for name, value in row.items()} for row in rows)
     return buffer.getvalue()
 
 

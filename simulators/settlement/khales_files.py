@@ -20,13 +20,14 @@ import csv
 import json
 import threading
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 
 from simulators.common.calendar import cairo_datetime, parse_hhmm
 from simulators.common.clock import iso
 from simulators.common.contracts import load_contract, problems
-from simulators.common.money import parse_signed_amount
+from simulators.common.errors import ApiError, ValidationFailed
+from simulators.common.money import format_amount, parse_signed_amount
 from simulators.common.wire import parse_date
 
 from .errors import CollectionConflict
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 COLUMNS: tuple[str, ...] = tuple(load_contract("kh-end-of-day-file.schema.json")["properties"]["columns"]["const"])
 COMPARED = ("amount", "collection_fee", "bill_reference", "governorate_code")
 MAX_TEXT = 200  # how much of a corrupted line is quoted back
+MAX_LISTED = 100  # corrupted lines listed one by one; the rest are counted (a file of blank lines stays small)
 
 
 @dataclass
@@ -81,6 +83,11 @@ class KhalesFiles:
         day = parse_date(body["business_date"], "business_date")
         fingerprint = json.dumps(body, sort_keys=True, ensure_ascii=False)
         now = self.component.clock.now()
+        if now < cairo_datetime(day + timedelta(days=1), time(0, 0)):
+            # a day's file is final only once the day is over; taking one early would lock the slot
+            raise ValidationFailed(f"the business day {day} is not over yet in Cairo", field="business_date")
+        if body["file_id"] != f"KH-EOD-{day:%Y%m%d}":
+            raise ValidationFailed(f"the file of {day} is KH-EOD-{day:%Y%m%d}", field="file_id")
         with self._lock:
             known = self._files.get(day)
             if known is not None:
@@ -127,7 +134,8 @@ class KhalesFiles:
         if received is None:
             out.update(status="MISSING" if now >= due else "PENDING", received=False, late=False, file_id=None,
                        received_at=None, result=None, lines=0, matched=0,
-                       mismatches={"missing": [], "extra": [], "different": [], "corrupted": []})
+                       mismatches={"missing": [], "extra": [], "different": [], "duplicate": [], "corrupted": [],
+                                   "totals": []})
             return out
         mismatches, matched = compare(received, fed)
         late = received.received_at > due
@@ -197,6 +205,13 @@ def _line_problems(fields: list[str] | None, day: date) -> list[str]:
     amount, fee, cash = (parse_signed_amount(row[k], k) for k in ("amount", "collection_fee", "cash_amount"))
     if amount + fee != cash:
         return [f"cash_amount {row['cash_amount']} is not amount + collection_fee"]
+    if (row["record_type"] == "reversal") != (amount < 0):
+        return [f"a {row['record_type']} line's amount is {'negative' if amount < 0 else 'not negative'}"]
+    if row["record_type"] == "reversal" and row["status"] == "PAID":
+        return ["a reversal line cannot be PAID"]
+    if (row["record_type"] == "payment" and row["status"] == "PAID" and row["biller"] == "collection_service"
+            and not row["collection_id"]):
+        return ["a paid payment to the collection service names the collection_id Khales fed for it"]
     return []
 
 
@@ -206,10 +221,15 @@ def compare(received: ReceivedFile, fed: list[dict[str, Any]]) -> tuple[dict[str
     named = {f"khales:{c['transaction_id']}" for c in received.corrupted if c.get("transaction_id")}
     missing: list[dict[str, Any]] = []
     different: list[dict[str, Any]] = []
+    duplicate: list[dict[str, Any]] = []
     matched = 0
     expected: set[str] = set()
     for row in received.lines:
         if row["record_type"] != "payment" or row["status"] != "PAID" or not row["collection_id"]:
+            continue
+        if row["collection_id"] in expected:  # the same money twice in one file is never a match
+            duplicate.append({"line": row["line_no"], "collection_id": row["collection_id"],
+                              "transaction_id": row["transaction_id"], "amount": row["amount"]})
             continue
         expected.add(row["collection_id"])
         got = by_id.get(row["collection_id"])
@@ -226,6 +246,19 @@ def compare(received: ReceivedFile, fed: list[dict[str, Any]]) -> tuple[dict[str
     extra = [{"collection_id": line["collection_id"], "transaction_number": line["transaction_number"],
               "amount": line["amount"], "collected_at": line["collected_at"]}
              for line in fed if line["collection_id"] not in expected and line["collection_id"] not in named]
-    corrupted = [dict(c) for c in received.corrupted]
-    return {"missing": missing, "extra": extra, "different": different, "corrupted": corrupted}, matched
+    corrupted = [dict(c) for c in received.corrupted[:MAX_LISTED]]
+    if len(received.corrupted) > MAX_LISTED:
+        corrupted.append({"line": None, "reason": f"{len(received.corrupted) - MAX_LISTED} more corrupted lines"
+                                                  " not listed", "text": ""})
+    totals = []
+    lines_net = sum(parse_signed_amount(row["amount"], "amount") for row in received.lines)
+    try:
+        declared = parse_signed_amount(received.declared_net_amount, "net_amount")
+    except ApiError:
+        declared = None
+    if not received.corrupted and declared != lines_net:  # with corrupted lines the sum is unknowable
+        totals.append({"field": "net_amount", "file": received.declared_net_amount,
+                       "lines": format_amount(lines_net)})
+    return {"missing": missing, "extra": extra, "different": different, "duplicate": duplicate,
+            "corrupted": corrupted, "totals": totals}, matched
 

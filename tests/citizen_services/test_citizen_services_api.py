@@ -55,6 +55,34 @@ def test_default_units_apply_and_request_units_override_them(cs_client):
     assert bigger.get_json()["total"] == "799.45"
 
 
+def test_zero_units_are_refused_naming_the_unit(cs_client):
+    # A breaker's case: area 0 assessed a 0.00 fee line that the collection service could not take,
+    # so the request could never be paid.
+    response = cs_client.post("/api/service-requests", json={
+        "governorate_code": "01", "service_code": "BPR", "units": {"area_m2": 0}})
+    assert response.status_code == 422 and response.get_json()["error"]["field"] == "units.area_m2"
+
+
+def test_an_assessment_above_the_largest_wire_amount_is_refused_naming_the_units():
+    # A breaker's case: an edited catalog (huge rate) times a huge area published a total off contract.
+    from simulators.citizen_services.app import create_app
+
+    settings = load_settings()
+    for service in settings["catalog"]["services"]:
+        for line in service["fee_lines"]:
+            if line["kind"] == "per_unit":
+                line["rate"] = "999999999999.99"
+    app = create_app(settings)
+    try:
+        response = app.test_client().post("/api/service-requests", json={
+            "governorate_code": "01", "service_code": "BPR", "units": {"area_m2": 1000000}})
+        assert response.status_code == 422
+        assert response.get_json()["error"] == {"code": "AMOUNT_TOO_LARGE", "field": "units",
+                                                "message": response.get_json()["error"]["message"]}
+    finally:
+        app.extensions["tahseel"].stop()
+
+
 def _catalog_with(service: dict[str, Any]) -> dict[str, Any]:
     services = load_settings()["catalog"]["services"]
     return load_settings(overrides={"catalog": {"services": [*services, service]}})

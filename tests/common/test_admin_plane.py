@@ -114,3 +114,16 @@ def test_admin_rejects_bad_clock_and_fault_input(pair: tuple[str, str]) -> None:
     assert bad_fault.status_code == 422 and bad_fault.json()["error"]["field"] == "count"
     assert requests.delete(receiver + "/_admin/faults/f999").status_code == 404
     assert requests.get(receiver + "/_admin/faults").json()["faults"] == []
+
+
+def test_csv_cells_that_would_run_as_formulas_are_neutralised_and_amounts_are_not():
+    # A breaker's case: a citizen named "=cmd|' /C calc'!A0 محمد" reached Khales' Excel file verbatim.
+    from simulators.common.files import csv_text
+
+    text = csv_text(["name", "amount"], [{"name": "=cmd|' /C calc'!A0 محمد", "amount": "-27.00"},
+                                         {"name": "+SUM(A1)", "amount": "27.00"}, {"name": "@x", "amount": "0.00"},
+                                         {"name": "-2+3", "amount": "+5"}, {"name": "منى", "amount": "1"}])
+    lines = text.split("\r\n")
+    assert lines[1] == "'=cmd|' /C calc'!A0 محمد,-27.00"
+    assert lines[2] == "'+SUM(A1),27.00" and lines[3] == "'@x,0.00" and lines[4] == "'-2+3,+5"
+    assert lines[5] == "منى,1"

@@ -180,8 +180,9 @@ def inquire(ref, order, inquiry_id="INQ-1"):
 
 
 def accepting(ref):
-    """The same reference with the biller's rule set to accept (the setting is read at start)."""
-    ref.app.extensions["reference"]["ledger"].partial_payments = "accept"
+    """The same reference with the biller's rule switched to accept (the admin plane's settings hook)."""
+    answer = ref.client.post("/_admin/settings", json={"khales_partial_payments": "accept"})
+    assert answer.status_code == 200, answer.get_json()
     return ref
 
 

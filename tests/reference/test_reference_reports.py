@@ -59,3 +59,12 @@ def test_report_for_one_governorate_without_collections(ref):
 
     [alexandria] = report["governorates"]
     assert alexandria["collections"]["count"] == 0 and alexandria["settlement"]["status"] == "PENDING"
+
+
+def test_a_governorate_outside_the_catalog_or_a_bad_bom_flag_is_refused(ref):
+    # A breaker's cases: governorate 99 got a made-up report; bom=2 was silently ignored.
+    unknown = ref.client.get("/api/reports/daily?date=2026-12-07&governorate_code=99")
+    bad_bom = ref.client.get("/api/reports/daily?date=2026-12-07&format=csv&bom=2")
+    assert (unknown.status_code, unknown.get_json()["error"]["field"]) == (400, "governorate_code")
+    assert (bad_bom.status_code, bad_bom.get_json()["error"]["field"]) == (400, "bom")
+    assert ref.client.get("/api/reports/daily?date=2026-12-07&governorate_code=31").status_code == 200

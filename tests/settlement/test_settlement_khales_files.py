@@ -4,10 +4,14 @@ comparison with the collections Khales fed (missing / extra / different), corrup
 
 from __future__ import annotations
 
+from datetime import date, timedelta
+
 import pytest
 
+from simulators.common.clock import parse_instant
 from simulators.common.files import csv_text
 from simulators.common.http import encode_json
+from simulators.common.money import format_amount, parse_signed_amount
 from simulators.common.signing import sign_headers
 from simulators.settlement.khales_files import COLUMNS
 
@@ -30,17 +34,32 @@ def row(n: int, tx: str, amount: str = "27.00", **changes: str) -> dict[str, str
 def envelope(rows: list[dict[str, str]], *, content: str | None = None, **changes) -> dict:
     body = {"file_id": "KH-EOD-20261203", "network": "khales", "business_date": DAY,
             "generated_at": "2026-12-03T22:15:00.000Z", "format": "csv", "line_count": len(rows),
-            "net_amount": "0.00", "content": content if content is not None else csv_text(COLUMNS, rows)}
+            "net_amount": format_amount(sum(parse_signed_amount(r["amount"]) for r in rows)),
+            "content": content if content is not None else csv_text(COLUMNS, rows)}
     body.update(changes)
     return body
 
 
 def send_file(client, app, body: dict, secret: str = "collections_feed"):
+    """Deliver a file as Khales does: once its day is over (at 00:30 Cairo the next day, unless the
+    test's clock is later already)."""
     raw = encode_json(body)
     component = app.extensions["tahseel"]
+    day_over = parse_instant(f"{date.fromisoformat(body['business_date']) + timedelta(days=1)}T00:30:00+02:00") \
+        if isinstance(body.get("business_date"), str) and _is_date(body["business_date"]) else None
+    if day_over is not None and component.clock.now() < day_over:
+        component.clock.set(day_over)
     headers = sign_headers(component.secret(secret), raw, component.clock.now())
     headers["Content-Type"] = "application/json"
     return client.post("/api/khales-files", data=raw, headers=headers)
+
+
+def _is_date(text: str) -> bool:
+    try:
+        date.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
 
 
 def fed(feed, collection, n: int, tx: str, amount: str = "27.00", **changes):
@@ -61,12 +80,13 @@ def test_a_file_that_matches_the_feed(feed, client, app, collection):
     response = send_file(client, app, envelope(rows))
     assert response.status_code == 201
     assert response.get_json() == {"file_id": "KH-EOD-20261203", "business_date": DAY, "status": "RECEIVED",
-                                   "received_at": "2026-12-03T10:00:00.000Z", "late": False, "lines": 5,
+                                   "received_at": "2026-12-03T22:30:00.000Z", "late": False, "lines": 5,
                                    "corrupted": 0}
     view = client.get(VIEW).get_json()
     assert (view["status"], view["result"], view["matched"], view["lines"], view["late"]) == (
         "RECEIVED", "MATCHED", 2, 5, False)
-    assert view["mismatches"] == {"missing": [], "extra": [], "different": [], "corrupted": []}
+    assert view["mismatches"] == {"missing": [], "extra": [], "different": [], "duplicate": [], "corrupted": [],
+                                  "totals": []}
     assert view["file_lines"][0]["outlet_name_ar"] == "صيدلية الشفاء"
     assert view["fed_collections"] == 2
     # Kept exactly as it arrived.
@@ -181,3 +201,35 @@ def test_the_due_time_is_a_setting(make_app, feed_for):
     app = make_app(khales_file_due="06:30")
     view = app.test_client().get(VIEW).get_json()
     assert view["due_at"] == "2026-12-04T04:30:00.000Z"
+
+
+
+def test_a_payment_listed_twice_or_a_wrong_declared_total_is_never_matched(feed, client, app, collection):
+    # A breaker's case: a file repeating a payment line (and declaring 99999.00) came back MATCHED.
+    fed(feed, collection, 1, "KHT1")
+    rows = [row(1, "KHT1"), row(2, "KHT1")]
+    body = envelope(rows, net_amount="99999.00")
+    assert send_file(client, app, body).status_code == 201
+    view = client.get(VIEW).get_json()
+    assert view["result"] == "MISMATCHED" and view["matched"] == 1
+    assert [d["line"] for d in view["mismatches"]["duplicate"]] == [2]
+    assert view["mismatches"]["totals"] == [{"field": "net_amount", "file": "99999.00", "lines": "54.00"}]
+
+
+def test_lines_that_cannot_be_true_are_corrupted(client, app):
+    rows = [row(1, "KHT1", collection_id=""),  # paid to the collection service, but no feed id
+            row(2, "KHT2", "-27.00", cash_amount="-27.00", record_type="reversal")]  # a PAID reversal
+    assert send_file(client, app, envelope(rows)).status_code == 201
+    corrupted = client.get(VIEW).get_json()["mismatches"]["corrupted"]
+    assert [c["line"] for c in corrupted] == [1, 2]
+
+
+def test_a_file_for_a_day_not_over_or_under_another_id_is_refused(client, app):
+    component = app.extensions["tahseel"]
+    raw = encode_json(envelope([row(1, "KHT1")]))
+    headers = sign_headers(component.secret("collections_feed"), raw, component.clock.now())
+    early = client.post("/api/khales-files", data=raw, headers=dict(headers, **{"Content-Type": "application/json"}))
+    assert (early.status_code, early.get_json()["error"]["field"]) == (422, "business_date")
+    renamed = send_file(client, app, envelope([row(1, "KHT1")], file_id="KH-EOD-20261204"))
+    assert (renamed.status_code, renamed.get_json()["error"]["field"]) == (422, "file_id")
+    assert client.get(VIEW).get_json()["received"] is False

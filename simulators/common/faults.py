@@ -170,8 +170,11 @@ class FaultInjector:
         if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
             raise ValidationFailed("params.seed must be an integer", field="params.seed")
         status = params.get("status")
-        if status is not None and (not isinstance(status, int) or not 100 <= status <= 599):
+        if status is not None and (not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 599):
             raise ValidationFailed("params.status must be an HTTP status", field="params.status")
+        if kind == "error" and status is not None and not 400 <= status <= 599:
+            # an "error" answering 200 or a redirect would tell the caller the work was done
+            raise ValidationFailed("an error fault answers a 4xx or 5xx status", field="params.status")
         validate = self._validators.get(kind) if direction == "domain" else None
         if validate is not None:
             validate(spec)

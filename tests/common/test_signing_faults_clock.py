@@ -52,7 +52,9 @@ def test_fault_count_and_window_on_the_simulated_clock() -> None:
 @pytest.mark.parametrize("spec,field", [({"kind": "explode"}, "kind"), ({"kind": "down", "count": 0}, "count"),
                                         ({"kind": "down", "direction": "sideways"}, "direction"),
                                         ({"kind": "delay", "params": {"seconds": 600}}, "params.seconds"),
-                                        ({"kind": "down", "for": "1h", "until": "2026-12-08T00:00:00Z"}, "for")])
+                                        ({"kind": "down", "for": "1h", "until": "2026-12-08T00:00:00Z"}, "for"),
+                                        ({"kind": "error", "params": {"status": 200}}, "params.status"),
+                                        ({"kind": "error", "params": {"status": 302}}, "params.status")])
 def test_bad_fault_specs_name_the_field(spec: dict, field: str) -> None:
     with pytest.raises(ValidationFailed) as info:
         FaultInjector(Clock(NOW)).add(spec)

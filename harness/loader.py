@@ -15,6 +15,7 @@ import yaml
 from jsonschema.exceptions import best_match
 
 from simulators.common.contracts import load_contract, validator
+from simulators.common.yamlfile import YamlFileError, line_of, load_yaml_file
 
 STEP_KEYS = {"name", "save", "expect"}
 # The actions are whatever the scenario schema lets a step hold besides name / save / expect.
@@ -57,42 +58,20 @@ class Scenario:
     line: int | None = None
 
 
-def _line_of(node: yaml.Node | None, path: list[Any]) -> int | None:
-    """1-based line of the YAML node at ``path`` (deepest node found along it)."""
-    best = node.start_mark.line + 1 if node is not None else None
-    current = node
-    for part in path:
-        if isinstance(current, yaml.MappingNode):
-            nxt = next((v for k, v in current.value if k.value == str(part)), None)
-        elif isinstance(current, yaml.SequenceNode) and isinstance(part, int) and part < len(current.value):
-            nxt = current.value[part]
-        else:
-            nxt = None
-        if nxt is None:
-            break
-        current = nxt
-        best = current.start_mark.line + 1
-    return best
-
-
 def load_file(path: str | Path) -> Scenario:
     file = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-        node = yaml.compose(text)
-        data = yaml.safe_load(text)
-    except OSError as exc:
-        raise ScenarioFileError(file, None, f"cannot read: {exc}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise ScenarioFileError(file, mark.line + 1 if mark else None, f"not valid YAML: {exc}") from None
+    try:  # the shared YAML reader: parsed once, a key written twice refused with its line
+        data, node = load_yaml_file(path)
+    except YamlFileError as exc:
+        text = f"{exc.field}: {exc.message}" if exc.field else exc.message
+        raise ScenarioFileError(file, exc.line, text) from None
     if not isinstance(data, dict):
         raise ScenarioFileError(file, 1, "a scenario file holds one mapping (name, obligations, steps…)")
     error = best_match(validator("scenario.schema.json").iter_errors(data))
     if error is not None:
         path_parts = list(error.absolute_path)
         where = ".".join(str(p) for p in path_parts) or "top level"
-        raise ScenarioFileError(file, _line_of(node, path_parts), f"{where}: {error.message}")
+        raise ScenarioFileError(file, line_of(node, path_parts), f"{where}: {error.message}")
     steps = [_step(file, node, ["steps", i], i + 1, raw, f"step {i + 1}") for i, raw in enumerate(data["steps"])]
     checks = [_step(file, node, ["expect", i], len(steps) + i + 1, raw, f"expect {i + 1}")
               for i, raw in enumerate(data.get("expect") or [])]
@@ -107,7 +86,7 @@ def load_file(path: str | Path) -> Scenario:
 def _step(file: str, node: yaml.Node | None, path: list[Any], index: int, raw: dict[str, Any],
           label: str) -> Step:
     actions = [k for k in raw if k not in STEP_KEYS]
-    line = _line_of(node, path)
+    line = line_of(node, path)
     if len(actions) != 1:
         found = ", ".join(actions) or "none"
         raise ScenarioFileError(file, line, f"{label} must have exactly one action of "

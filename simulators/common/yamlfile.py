@@ -4,8 +4,8 @@ Configuration and scenarios are YAML written by people; an error must point at t
 ``load_yaml_file`` parses a file into data *and* its node tree (``yaml.compose``), refuses a key
 written twice in one mapping (PyYAML silently keeps the last), and ``line_of`` turns a path in the
 data (``["governorates", "04", "iban"]``, as jsonschema's ``absolute_path`` gives it) into the
-1-based line of the deepest node found along it. The scenario loader does the same for scenarios
-(``harness/loader.py``); this is the shared form.
+1-based line of the deepest node found along it. The catalog loader and the scenario loader
+(``harness/loader.py``) both read their files through it.
 """
 
 from __future__ import annotations

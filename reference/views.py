@@ -19,6 +19,7 @@ from werkzeug.exceptions import HTTPException
 from simulators.common import signing
 from simulators.common.component import http_error_response, read_json
 from simulators.common.errors import ApiError, ValidationFailed
+from simulators.common.files import flag_arg
 from simulators.common.money import format_amount
 from simulators.common.wire import parse_date
 
@@ -229,13 +230,11 @@ def make_blueprint(component: Component, store: Store, ledger: Ledger, cards: Ca
         fmt = request.args.get("format", "json")
         if fmt not in ("json", "csv"):
             raise InvalidQuery("format is json or csv", field="format")
-        bom = request.args.get("bom", "0")
-        if bom not in ("0", "1", "true", "false", ""):
-            raise InvalidQuery("bom is 1 or 0", field="bom")
+        bom = flag_arg("bom", InvalidQuery)
         report = reports.daily(day, governorate)
         if fmt == "json":
             return jsonify(report)
-        text = reports.to_csv(report, bom=bom in ("1", "true"))
+        text = reports.to_csv(report, bom=bom)
         name = f"tahseel-daily-{day.isoformat()}{'-' + governorate if governorate else ''}.csv"
         return Response(text.encode("utf-8"), mimetype="text/csv",
                         headers={"Content-Type": "text/csv; charset=utf-8",

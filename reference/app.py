@@ -33,7 +33,8 @@ def create_app(settings: dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
     # ``reference.ticker: false`` leaves due work to /_admin/tick alone (deterministic unit tests).
     component = Component("reference", settings, ticker=bool(own.get("ticker", True)))
-    store = Store(str(own.get("database", ".tahseel/reference.sqlite3")))
+    store = Store(str(own.get("database", ".tahseel/reference.sqlite3")),
+                  busy_timeout_ms=int(own.get("database_busy_timeout_ms", 5000)))
     outbox = Outbox(component, store)
     reconciliation = Reconciliation(component, store)
     ledger = Ledger(component, store, outbox, reconciliation, Upstreams(component))
@@ -56,5 +57,5 @@ def create_app(settings: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(make_blueprint(component, store, ledger, cards, outbox, reconciliation, reports))
     component.install(app)
     app.extensions["reference"] = {"store": store, "ledger": ledger, "cards": cards, "outbox": outbox,
-                                   "reconciliation": reconciliation}
+                                   "reconciliation": reconciliation, "reports": reports}
     return app

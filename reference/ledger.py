@@ -435,6 +435,8 @@ class Ledger:
                     raise Conflict(f"transaction {txn} paid bill {payment['bill_reference']}, not"
                                    f" {body['bill_reference']}", field="bill_reference", code="REFERENCE_MISMATCH")
                 if self.store.reverse_payment(payment["payment_id"], key, now):
+                    # the day no longer expects this money: a day reconciled already is run again
+                    self.reconciliation.touch(payment["governorate_code"], payment["business_date"])
                     order = self.find_order(payment["bill_reference"])
                     self.after_reversal(payment, order, body.get("reason") or "reversed by Khales")
                 response.update(status="REVERSED", payment_id=payment["payment_id"])

@@ -1,7 +1,7 @@
 """HTTP for the reference service: parse, call the ledger, serialise. No business rule lives here.
 
-Signed endpoints (the Khales biller, settlement notices) verify the signature over the raw bytes
-*before* parsing, so an unsigned or tampered body is refused without being read. e-finance's silent
+Signed endpoints (the Khales biller, settlement notices and files, bank statements) verify the signature
+over the raw bytes *before* parsing, so an unsigned or tampered body is refused without being read. e-finance's silent
 call is not HMAC-signed: :mod:`reference.card_payments` checks its Signature and decrypts it; this
 module only turns the outcome into the ``Response_Code`` header e-finance reads.
 """
@@ -18,9 +18,8 @@ from werkzeug.exceptions import HTTPException
 
 from simulators.common import signing
 from simulators.common.component import http_error_response, read_json
-from simulators.common.errors import ApiError, ValidationFailed
+from simulators.common.errors import ApiError, BadSignature, ValidationFailed
 from simulators.common.files import flag_arg
-from simulators.common.money import format_amount
 from simulators.common.wire import parse_date
 
 from . import pages
@@ -43,6 +42,7 @@ SILENT_CALL_FIELDS = ("SenderID", "SenderRequestNumber", "RequestObject", "Signa
 HTML = {"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store"}
 log = logging.getLogger(__name__)
 EXCEPTION_STATUSES = ("OPEN", "RESOLVED")
+MAX_SETTLEMENT_BODY = 32 * 1024 * 1024  # st-settlement-file-delivery allows 30 MB of CSV content
 
 
 def make_blueprint(component: Component, store: Store, ledger: Ledger, cards: CardPayments, outbox: Outbox,
@@ -203,9 +203,26 @@ def make_blueprint(component: Component, store: Store, ledger: Ledger, cards: Ca
         verified("settlement_notice")
         return jsonify(reconciliation.record_notice(read_json("st-credit-notice.schema.json")))
 
-    @bp.get("/api/reconciliation/exceptions")
-    def exceptions() -> Response:
-        status = _choice("status", EXCEPTION_STATUSES)
+    @bp.post("/settlement/files")
+    def settlement_file() -> tuple[Response, int]:
+        """e-finance's detailed settlement file (E5): signed like the notices, verified before parsing."""
+        request.max_content_length = MAX_SETTLEMENT_BODY  # a busy day's file is larger than a message
+        verified("settlement_notice")
+        answer, status = reconciliation.ingest_file(read_json("st-settlement-file-delivery.schema.json"))
+        return jsonify(answer), status
+
+    @bp.post("/settlement/bank-statements")
+    def bank_statement() -> tuple[Response, int]:
+        """The governorates' bank: the only source that says money arrived."""
+        request.max_content_length = MAX_SETTLEMENT_BODY
+        if "bank_statement" not in (component.settings.get("secrets") or {}):
+            raise BadSignature("no bank_statement secret is configured (secrets.bank_statement):"
+                               " bank statements cannot be verified", field="X-Tahseel-Signature")
+        verified("bank_statement")
+        answer, status = reconciliation.ingest_statement(read_json("st-bank-statement.schema.json"))
+        return jsonify(answer), status
+
+    def exception_query() -> dict[str, str | None]:
         raw_day = request.args.get("business_date")
         day = parse_date(raw_day, "business_date", InvalidQuery).isoformat() if raw_day else None
         governorate = request.args.get("governorate_code") or None
@@ -214,12 +231,34 @@ def make_blueprint(component: Component, store: Store, ledger: Ledger, cards: Ca
         kind = request.args.get("kind") or None
         if kind is not None and not re.fullmatch(r"[A-Z_]{1,40}", kind, re.ASCII):
             raise InvalidQuery("kind is an exception kind such as LATE_SETTLEMENT", field="kind")
-        rows = store.exceptions(status=status, governorate_code=governorate, business_date=day, kind=kind)
-        return jsonify(exceptions=[_exception(row) for row in rows])
+        return {"status": _choice("status", EXCEPTION_STATUSES), "governorate_code": governorate,
+                "business_date": day, "kind": kind}
 
-    @bp.get("/api/reports/daily")
-    def daily_report() -> Response:
-        day = parse_date(request.args.get("date"), "date", InvalidQuery)
+    @bp.get("/api/exceptions")
+    @bp.get("/api/reconciliation/exceptions")
+    def exceptions() -> Response:
+        """Outstanding (or all) exceptions with age in business days and history; JSON or Arabic CSV."""
+        query = exception_query()
+        fmt, bom = _format()
+        listing = reports.exceptions(**query)
+        if fmt == "json":
+            return jsonify(listing)
+        suffix = "-".join(v for v in (query["status"], query["governorate_code"], query["business_date"]) if v)
+        return _csv(reports.exceptions_csv(listing, bom=bom), f"tahseel-exceptions{'-' + suffix if suffix else ''}.csv")
+
+    @bp.get("/api/reconciliation/<day>")
+    def reconciliation_day(day: str) -> Response:
+        """The three sources of one business date per governorate, with status and open exceptions."""
+        business_date = parse_date(day, "date", InvalidQuery)
+        governorate = known_governorate()
+        fmt, bom = _format()
+        report = reports.reconciliation_report(business_date, governorate)
+        if fmt == "json":
+            return jsonify(report)
+        name = f"tahseel-reconciliation-{business_date.isoformat()}{'-' + governorate if governorate else ''}.csv"
+        return _csv(reports.reconciliation_csv(report, bom=bom), name)
+
+    def known_governorate() -> str | None:
         governorate = request.args.get("governorate_code") or None
         if governorate is not None and not re.fullmatch(r"[0-9]{2}", governorate, re.ASCII):
             raise InvalidQuery("governorate_code is two digits", field="governorate_code")
@@ -227,10 +266,13 @@ def make_blueprint(component: Component, store: Store, ledger: Ledger, cards: Ca
         if governorate is not None and known and governorate not in known:
             raise InvalidQuery(f"governorate_code {governorate} is none of the catalog's governorates",
                                field="governorate_code")
-        fmt = request.args.get("format", "json")
-        if fmt not in ("json", "csv"):
-            raise InvalidQuery("format is json or csv", field="format")
-        bom = flag_arg("bom", InvalidQuery)
+        return governorate
+
+    @bp.get("/api/reports/daily")
+    def daily_report() -> Response:
+        day = parse_date(request.args.get("date"), "date", InvalidQuery)
+        governorate = known_governorate()
+        fmt, bom = _format()
         report = reports.daily(day, governorate)
         if fmt == "json":
             return jsonify(report)
@@ -250,9 +292,14 @@ def _choice(name: str, allowed: tuple[str, ...]) -> str | None:
     return value
 
 
-def _exception(row: dict[str, Any]) -> dict[str, Any]:
-    out = {key: row[key] for key in ("id", "kind", "status", "governorate_code", "business_date",
-                                     "bill_reference", "payment_id", "detail", "opened_at", "resolved_at",
-                                     "resolution")}
-    out["amount"] = format_amount(row["amount"]) if row["amount"] is not None else None
-    return out
+def _format() -> tuple[str, bool]:
+    """``?format=json|csv`` and the ``bom`` flag (the Excel variant of the CSV)."""
+    fmt = request.args.get("format", "json")
+    if fmt not in ("json", "csv"):
+        raise InvalidQuery("format is json or csv", field="format")
+    return fmt, flag_arg("bom", InvalidQuery)
+
+
+def _csv(raw: bytes, filename: str) -> Response:
+    return Response(raw, mimetype="text/csv", headers={"Content-Type": "text/csv; charset=utf-8",
+                                                       "Content-Disposition": f'attachment; filename="{filename}"'})

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from simulators.common.clock import CAIRO, cairo, iso, parse_duration
 from simulators.common.delivery import PENDING, Courier, Delivery
 from simulators.common.errors import ValidationFailed
+from simulators.common.faults import check_point_scope
 from simulators.common.http import OutboundResponse
 from simulators.common.money import format_amount
 
@@ -58,7 +59,7 @@ from .efinance_messages import (
     response_codes,
 )
 from .errors import PaymentRequestNotFound
-from .models import APPROVED, CANCELLED, DECLINED, EXPIRED, OPEN, AttemptOutcome, mechanism_of
+from .models import APPROVED, CANCELLED, DECLINED, EXPIRED, OPEN, PAYABLE_MECHANISMS, AttemptOutcome, mechanism_of
 
 if TYPE_CHECKING:
     from simulators.common.component import Component
@@ -514,6 +515,10 @@ class EfinanceGateway:
                 "settlement_account_code": line.account_code,
                 # the silent call's ReconciliationDate: e-finance settles the line on that business date
                 "reconciliation_date": self.component.calendar.business_date(outcome.at).isoformat(),
+                # e-finance's own fields of the detailed settlement file (issue 5)
+                "payment_request_number": record.payment_request_number,
+                "sender_request_number": record.sender_request_number,
+                "mechanism": outcome.mechanism,  # Card, Meeza, MobileWallet, or Channel (cash at Khales)
             }
             deliveries.append(Delivery(delivery_id=body["collection_id"], kind="collection",
                                        url=f"{self.component.url_of('settlement')}/api/collections",
@@ -768,7 +773,11 @@ class EfinanceGateway:
                 "transaction_number": refund.refund_number,
                 "reverses": original,
                 "settlement_account_code": line.account_code,
+                "payment_request_number": record.payment_request_number,
+                "sender_request_number": record.sender_request_number,
             }
+            if session.last_mechanism in PAYABLE_MECHANISMS:
+                body["mechanism"] = session.last_mechanism  # what paid the money this refund gives back
             deliveries.append(Delivery(delivery_id=body["collection_id"], kind="collection",
                                        url=f"{self.component.url_of('settlement')}/api/collections",
                                        target="settlement", secret_name="collections_feed", body=body))
@@ -871,13 +880,7 @@ def validate_fault(spec: dict[str, Any]) -> None:
     bad ``params.after`` / ``params.hold`` duration, a non-boolean ``params.same_moment``, or an
     ``endpoint`` / ``method`` / ``target`` (these faults are scoped by ``match`` only)."""
     kind = str(spec.get("kind"))
-    point = PAYMENT_POINT if kind == PAYMENT_RESPONSE_LOST else CONFIRMATION_POINT
-    if spec.get("endpoint") is not None and spec["endpoint"] != point:
-        raise ValidationFailed(f"a {kind} fault acts at the point {point!r}: leave endpoint out or say {point!r}",
-                               field="endpoint")
-    for name in ("method", "target"):
-        if spec.get(name) is not None:
-            raise ValidationFailed(f"{name} does not scope a {kind} fault; use match", field=name)
+    check_point_scope(spec, PAYMENT_POINT if kind == PAYMENT_RESPONSE_LOST else CONFIRMATION_POINT)
     match = spec.get("match") or {}
     keys = FAULT_MATCH_KEYS if kind != PAYMENT_RESPONSE_LOST else FAULT_MATCH_KEYS[:3]
     for key, value in match.items():

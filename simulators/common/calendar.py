@@ -8,7 +8,7 @@ Thursday by decree) or remove them. Business days, cut-offs and report dates are
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -80,7 +80,10 @@ class BusinessCalendar:
         """
         local = instant.astimezone(CAIRO)
         day = local.date()
-        if cutoff is not None and local.time() >= cutoff:
+        # Compare instants, not wall-clock times: when daylight saving ends, 23:00-23:59 happens twice
+        # and a cut-off inside that hour is passed at its first occurrence only (fold=0). Aware
+        # datetimes of one tzinfo compare by wall clock, ignoring fold, hence the UTC conversion.
+        if cutoff is not None and instant.astimezone(UTC) >= cairo_datetime(day, cutoff).astimezone(UTC):
             return self.next_business_day(day)
         return self.next_business_day(day, include_today=True)
 

@@ -93,6 +93,19 @@ class Fault:
         }
 
 
+def check_point_scope(spec: dict[str, Any], point: str) -> None:
+    """A domain fault that acts at one point of its party is scoped by ``match`` only: ``endpoint`` may
+    be left out or name that point, ``method`` and ``target`` mean nothing for it (refused, so a spec
+    that looks scoped but is not never silently hits every request)."""
+    kind = str(spec.get("kind"))
+    if spec.get("endpoint") is not None and spec["endpoint"] != point:
+        raise ValidationFailed(f"a {kind} fault acts at the point {point!r}: leave endpoint out or say {point!r}",
+                               field="endpoint")
+    for name in ("method", "target"):
+        if spec.get(name) is not None:
+            raise ValidationFailed(f"{name} does not scope a {kind} fault; use match", field=name)
+
+
 class FaultInjector:
     """The active faults of one component; ``take`` finds the one that hits and counts it."""
 

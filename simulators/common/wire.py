@@ -28,6 +28,17 @@ def ascii_digits(value: Any, *, length: int | tuple[int, int] | None = None) -> 
     return lo <= len(value) <= hi
 
 
+def is_date(text: Any) -> bool:
+    """Is ``text`` a real ``YYYY-MM-DD`` date? (For readers that flag a bad value instead of raising.)"""
+    if not isinstance(text, str) or not _DATE.fullmatch(text):
+        return False
+    try:
+        date.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
+
+
 def parse_date(value: Any, field: str, error: type[ApiError] = ValidationFailed) -> date:
     """A ``YYYY-MM-DD`` calendar date, or ``error`` (a query string's 400, a body's 422) naming ``field``."""
     if not isinstance(value, str) or not _DATE.fullmatch(value):

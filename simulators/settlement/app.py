@@ -13,19 +13,19 @@ from .khales_files import KhalesFiles
 from .models import SettlementModel
 from .views import make_blueprint
 
-DOMAIN_FAULT_KINDS = {"late_batch"}
 MAX_BODY_BYTES = 32 * 1024 * 1024  # a Khales end-of-day file of a busy day is larger than a message
 
 
 def create_app(settings: dict[str, Any] | None = None) -> Flask:
     """A settlement app: collections feed, batches, files, reports, bank statement, admin plane.
 
-    The model is the scheduler's poller: batches are credited when the clock passes their credit
-    instant, whether the ticker or ``POST /_admin/tick`` notices first.
+    The model is the scheduler's poller: files are published, batches credited and statements sent
+    when the clock passes their instants, whether the ticker or ``POST /_admin/tick`` notices first.
+    Its domain faults (:mod:`simulators.settlement.faults`) are declared by the model with their validator.
     """
     settings = settings if settings is not None else load_settings()
     app = Flask(__name__)
-    component = Component("settlement", settings, domain_fault_kinds=DOMAIN_FAULT_KINDS)
+    component = Component("settlement", settings)
     model = SettlementModel(component)
     component.on_reset(model.reset)
     component.scheduler.add_poller(model)

@@ -62,3 +62,9 @@ class KhalesFileNotFound(NotFound):
     """Raised when the content of a Khales end-of-day file is asked for a day none was received."""
 
     code = "KHALES_FILE_NOT_FOUND"
+
+
+class CollectionNotFound(NotFound):
+    """Raised when a collection id in the path was never received."""
+
+    code = "COLLECTION_NOT_FOUND"

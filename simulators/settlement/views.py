@@ -19,7 +19,7 @@ from simulators.common.http import encode_json
 from simulators.common.signing import verify
 
 from .errors import InvalidDate, InvalidQuery, KhalesFileNotFound
-from .models import FILE_COLUMNS
+from .publication import FILE_COLUMNS
 
 if TYPE_CHECKING:
     from simulators.common.component import Component
@@ -68,6 +68,11 @@ def make_blueprint(component: Component, model: SettlementModel, khales_files: K
                                  filename=f"khales-end-of-day-{business_date.isoformat()}.csv",
                                  secret=component.secret("settlement_notice"), now=component.clock.now())
 
+    @bp.get("/api/collections/<collection_id>")
+    def get_collection(collection_id: str) -> Response:
+        """One fed line as settlement holds it (its batch, or ``null`` when a fault left it out)."""
+        return jsonify(model.collection(collection_id))
+
     @bp.get("/api/batches")
     def list_batches() -> Response:
         raw_date = request.args.get("business_date")
@@ -95,6 +100,18 @@ def make_blueprint(component: Component, model: SettlementModel, khales_files: K
             raise InvalidQuery("format is csv (the default) or json", field="format")
         return files.signed_file(raw, mimetype=mimetype, filename=f"settlement-{business_date.isoformat()}.{suffix}",
                                  secret=component.secret("settlement_notice"), now=component.clock.now())
+
+    @bp.get("/api/settlement-files")
+    def list_settlement_files() -> Response:
+        """The files published so far (what each file run delivered, its faults and delivery state)."""
+        raw_date = request.args.get("business_date")
+        business_date = parse_date(raw_date, "business_date") if raw_date else None
+        return jsonify(files=model.publication.files(business_date))
+
+    @bp.get("/api/bank-statement-deliveries")
+    def list_statement_deliveries() -> Response:
+        """The bank statements sent so far, one per day with credits, and their delivery state."""
+        return jsonify(statements=model.publication.statements())
 
     @bp.get("/api/daily-reports/<day>")
     def daily_report(day: str) -> Response:

@@ -117,6 +117,8 @@ def test_a_channel_request_paid_at_a_khales_outlet_is_confirmed_and_settled_by_e
         (f"card:{transaction}:1", "100.00", "cash", "card_gateway", "9001001"),
         (f"card:{transaction}:2", "50.50", "cash", "card_gateway", "9001002")]
     assert {line["bill_reference"] for line in batch["lines"]} == {number}
+    assert {(line["payment_request_number"], line["sender_request_number"], line["mechanism"])
+            for line in batch["lines"]} == {(number, srn, "Channel")}  # cash at Khales, settled by e-finance
 
 
 def test_a_lost_answer_is_retried_with_the_same_transaction_id_and_pays_once(

@@ -290,6 +290,9 @@ def test_the_settlement_line_fits_the_collections_contract(start_bench, receiver
     validate("st-collection.schema.json", body)
     assert (body["governorate_code"], body["bill_reference"], body["amount"], body["settlement_account_code"]) == (
         "01", number, "150.00", "9001001")
+    # e-finance's own fields of the detailed settlement file (issue 5)
+    assert (body["payment_request_number"], body["sender_request_number"], body["mechanism"]) == (
+        number, srn_of(0x5E7), "Meeza")
     key, iv = bench.sender.secrets[srn_of(0x5E7)]
     confirmation = decrypt(portal.calls[0]["form"]["RequestObject"][0], key, iv)
     assert (confirmation["AuthorizingMechanism"], confirmation["AuthorizingInstitution"]) == ("Meeza", "Meeza")

@@ -159,6 +159,9 @@ def test_full_refund_reads_refunded_and_settlement_receives_the_reversal_lines(b
     assert sorted((line["reverses"], line["amount"]) for line in batch["lines"] if line["type"] == "reversal") == [
         (f"card:{tx}:1", "-100.00"), (f"card:{tx}:2", "-50.50")]
     assert batch["amount"] == "0.00"
+    # payments and reversals alike name the e-finance request and the mechanism that paid (issue 5)
+    assert {(line["payment_request_number"], line["sender_request_number"], line["mechanism"])
+            for line in batch["lines"]} == {(number, srn, "Card")}
 
 
 def test_refund_of_an_unpaid_request_is_refused(bench_of):

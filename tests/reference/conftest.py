@@ -293,6 +293,81 @@ class Reference:
     def silent_call(self, form: dict[str, str]) -> Any:
         return self.client.post("/efinance/confirmations", data=form)
 
+    # --- settlement's side (issue 5): the detailed file and the bank statement ------------------------
+    @staticmethod
+    def file_line(transaction_number: str = "KH-TXN-1", amount: str = "855.00", *, governorate: str = "01",
+                  business_date: str = "2026-12-07", value_date: str = "2026-12-09", batch_id: str | None = None,
+                  collection_id: str | None = None, channel: str = "cash", bill_reference: str = "",
+                  line_type: str = "payment", reverses: str = "") -> dict[str, str]:
+        """One line of a detailed settlement file (the 19 columns of the issue 5 spec)."""
+        return {
+            "batch_id": batch_id or f"B-{governorate}-{business_date.replace('-', '')}",
+            "governorate_code": governorate, "business_date": business_date, "value_date": value_date,
+            "collection_id": collection_id or f"khales:{transaction_number}", "channel": channel,
+            "bill_reference": bill_reference, "service_code": "BPR", "transaction_number": transaction_number,
+            "amount": amount, "collection_fee": "0.00", "collected_at": "2026-12-07T08:00:00.000Z",
+            "settlement_account_code": "", "payment_request_number": "", "sender_request_number": "",
+            "mechanism": "", "reconciliation_date": "", "line_type": line_type, "reverses": reverses}
+
+    def settlement_file(self, lines: list[dict[str, str]], *, business_date: str = "2026-12-07", sequence: int = 1,
+                        file_id: str | None = None, content: str | None = None,
+                        declared: dict[str, str] | None = None) -> dict[str, Any]:
+        """A ``st-settlement-file-delivery`` whose ``batches`` declare the true totals of ``lines``
+        (``declared`` overrides a batch's amount); ``content`` replaces the CSV (a damaged delivery)."""
+        from simulators.common.files import csv_text
+        from simulators.common.money import format_amount, parse_signed_amount
+
+        batches: dict[str, dict[str, Any]] = {}
+        for line in lines:
+            batch = batches.setdefault(line["batch_id"], {
+                "batch_id": line["batch_id"], "governorate_code": line["governorate_code"],
+                "business_date": line["business_date"], "value_date": line["value_date"], "line_count": 0,
+                "gross": 0})
+            batch["line_count"] += 1
+            batch["gross"] += parse_signed_amount(line["amount"])
+        declared_batches = [{
+            "batch_id": b["batch_id"], "governorate_code": b["governorate_code"], "business_date": b["business_date"],
+            "value_date": b["value_date"], "line_count": b["line_count"], "gross_amount": format_amount(b["gross"]),
+            "collection_fees": "0.00", "amount": (declared or {}).get(b["batch_id"], format_amount(b["gross"])),
+            "mode": "gross", "iban": "EG380019000500000000263180002"} for b in batches.values()]
+        gross = format_amount(sum(b["gross"] for b in batches.values()))
+        columns = list(self.file_line())
+        return {"file_id": file_id or f"SF-{business_date.replace('-', '')}-{sequence}", "business_date": business_date,
+                "sequence": sequence, "generated_at": self.now(), "format": "csv", "line_count": len(lines),
+                "gross_amount": gross, "collection_fees": "0.00", "net_amount": gross, "batches": declared_batches,
+                "content": content if content is not None else csv_text(columns, lines)}
+
+    def post_file(self, body: dict[str, Any], secret: str = "settlement_notice") -> Any:
+        return self.signed("/settlement/files", body, secret)
+
+    def statement(self, *entries: dict[str, str], statement_date: str = "2026-12-09",
+                  statement_id: str | None = None) -> dict[str, Any]:
+        return {"statement_id": statement_id or f"BS-{statement_date.replace('-', '')}",
+                "statement_date": statement_date, "generated_at": self.now(), "entries": list(entries)}
+
+    def credit(self, amount: str = "855.00", *, reference: str = "B-01-20261207", governorate: str = "01",
+               value_date: str = "2026-12-09", credited_at: str = "2026-12-09T10:00:00+02:00",
+               entry_id: str | None = None) -> dict[str, str]:
+        """One bank statement entry: ``amount`` credited to the governorate for batch ``reference``."""
+        return {"entry_id": entry_id or f"BS-{reference}", "iban": "EG380019000500000000263180002",
+                "governorate_code": governorate, "value_date": value_date, "amount": amount, "currency": "EGP",
+                "reference": reference, "credited_at": self.at(credited_at)}
+
+    def post_statement(self, body: dict[str, Any], secret: str = "bank_statement") -> Any:
+        return self.signed("/settlement/bank-statements", body, secret)
+
+    def exceptions(self, **query: str) -> list[dict[str, Any]]:
+        text = "&".join(f"{k}={v}" for k, v in query.items())
+        response = self.client.get(f"/api/exceptions?{text}")
+        assert response.status_code == 200, response.get_json()
+        return response.get_json()["exceptions"]
+
+    def reconciliation(self, day: str = "2026-12-07", **query: str) -> dict[str, Any]:
+        text = "&".join(f"{k}={v}" for k, v in query.items())
+        response = self.client.get(f"/api/reconciliation/{day}?{text}")
+        assert response.status_code == 200, response.get_json()
+        return response.get_json()
+
     def khales_payment(self, order: dict[str, Any], txn: str = "KH-TXN-1", **changes: Any) -> Any:
         body = {"khales_transaction_id": txn, "bill_reference": order["bill_reference"],
                 "amount": order["amount"], "currency": "EGP", "outlet_id": "OUT-01-001", "paid_at": self.now()}
@@ -324,6 +399,8 @@ def settings(tmp_path: Any, citizen_services: FakeCitizenServices, card_gateway:
              ) -> dict[str, Any]:
     return load_settings(overrides={
         "reference": {"database": str(tmp_path / "ref.sqlite3"), "ticker": False},
+        # the bank -> collection service secret (issue 5); config/tahseel.yaml ships it too
+        "secrets": {"bank_statement": "test-bank-statement-secret-change-me"},
         "urls": {"reference": "http://127.0.0.1:9", "citizen_services": citizen_services.url,  # type: ignore[attr-defined]
                  "card_gateway": card_gateway.url},  # type: ignore[attr-defined]
     })

@@ -125,14 +125,31 @@ class LiveSettlement:
         return response.json()
 
 
+    def post(self, path: str, body: dict[str, Any]) -> requests.Response:
+        return self.http.post(self.url + path, json=body)
+
+
 @pytest.fixture
-def live_settlement(receiver: Any) -> Iterator[LiveSettlement]:
-    server = ServerThread(create_app(settlement_settings(reference=receiver.url))).start()
-    live = LiveSettlement(server)
-    live.admin("clock", {"set": START})
-    yield live
-    live.http.close()
-    server.stop()
+def live_settlement_of(receiver: Any) -> Iterator[Callable[..., LiveSettlement]]:
+    """Live settlements with their own ``settlement`` settings, all calling ``receiver`` as the
+    collection service; stopped after the test."""
+    started: list[LiveSettlement] = []
+
+    def start(**own: Any) -> LiveSettlement:
+        live = LiveSettlement(ServerThread(create_app(settlement_settings(reference=receiver.url, **own))).start())
+        live.admin("clock", {"set": START})
+        started.append(live)
+        return live
+
+    yield start
+    for live in started:
+        live.http.close()
+        live.server.stop()
+
+
+@pytest.fixture
+def live_settlement(live_settlement_of: Callable[..., LiveSettlement]) -> LiveSettlement:
+    return live_settlement_of()
 
 
 @pytest.fixture

@@ -131,7 +131,8 @@ def test_batch_is_credited_when_the_clock_passes_the_credit_instant_and_not_befo
 
     clock.set(parse_instant("2026-12-07T09:59:59+02:00"))
     client.post("/_admin/tick")
-    assert client.get("/api/batches/B-01-20261203").get_json()["status"] == "OPEN"
+    # Friday 01:00's file run published and closed it; the bank has not credited it yet.
+    assert client.get("/api/batches/B-01-20261203").get_json()["status"] == "CLOSED"
     assert client.get("/api/bank-statements").get_json() == {"entries": []}
 
     clock.advance(timedelta(seconds=1))

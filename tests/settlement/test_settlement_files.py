@@ -8,7 +8,8 @@ import io
 from simulators.common.signing import verify
 
 HEADER = ("batch_id,governorate_code,business_date,value_date,collection_id,channel,bill_reference,"
-          "service_code,transaction_number,amount,collection_fee,collected_at,settlement_account_code")
+          "service_code,transaction_number,amount,collection_fee,collected_at,settlement_account_code,"
+          "payment_request_number,sender_request_number,mechanism,reconciliation_date,line_type,reverses")
 
 
 def feed_a_day(feed, collection):
@@ -44,7 +45,9 @@ def test_csv_file_has_the_header_and_one_signed_row_per_line(feed, client, app, 
         "value_date": "2026-12-07", "collection_id": "card:TX000000000002", "channel": "cash",
         "bill_reference": "100200300402", "service_code": "TUC", "transaction_number": "TX000000000002",
         "amount": "49.50", "collection_fee": "0.50", "collected_at": "2026-12-03T09:00:00.000Z",
-        "settlement_account_code": ""}
+        "settlement_account_code": "", "payment_request_number": "", "sender_request_number": "", "mechanism": "",
+        "reconciliation_date": "", "line_type": "payment", "reverses": ""}
+    assert (rows[2]["line_type"], rows[2]["reverses"]) == ("reversal", "card:TX000000000001")
 
 
 def test_bom_variant_is_the_same_file_behind_a_utf8_byte_order_mark(feed, client, collection):
@@ -104,3 +107,29 @@ def test_reset_forgets_every_batch_and_statement(feed, client, collection):
     assert client.get("/api/batches").get_json() == {"batches": []}
     assert client.get("/api/bank-statements").get_json() == {"entries": []}
     assert feed.send(collection(1)).status_code == 201  # the idempotency index is gone too
+
+
+def test_efinance_fields_of_a_line_reach_the_file_and_bad_ones_are_refused_naming_the_field(feed, client, collection):
+    efinance = {"payment_request_number": "123456789012", "sender_request_number": "0123456789ABCDEF"}
+    wrong_mechanism = feed.send(collection(1, mechanism="Cash", **efinance))
+    wrong_number = feed.send(collection(1, mechanism="Meeza", payment_request_number="12 34"))
+    assert (wrong_mechanism.status_code, wrong_mechanism.get_json()["error"]["field"]) == (422, "mechanism")
+    assert (wrong_number.status_code, wrong_number.get_json()["error"]["field"]) == (422, "payment_request_number")
+    assert client.get("/api/batches").get_json() == {"batches": []}
+
+    assert feed.send(collection(1, mechanism="Meeza", **efinance)).status_code == 201
+    [row] = csv.DictReader(io.StringIO(client.get("/api/settlement-files/2026-12-03").get_data(as_text=True)))
+    assert (row["payment_request_number"], row["sender_request_number"], row["mechanism"],
+            row["reconciliation_date"]) == ("123456789012", "0123456789ABCDEF", "Meeza", "2026-12-03")
+    held = client.get("/api/collections/card:TX000000000001").get_json()
+    assert (held["batch_id"], held["mechanism"]) == ("B-01-20261203", "Meeza")
+
+
+def test_listings_refuse_bad_queries_naming_the_field(client):
+    bad_date = client.get("/api/settlement-files?business_date=2026-12-32")
+    unknown = client.get("/api/collections/card:TX404")
+
+    assert (bad_date.status_code, bad_date.get_json()["error"]["field"]) == (400, "business_date")
+    assert (unknown.status_code, unknown.get_json()["error"]["code"]) == (404, "COLLECTION_NOT_FOUND")
+    assert client.get("/api/settlement-files").get_json() == {"files": []}
+    assert client.get("/api/bank-statement-deliveries").get_json() == {"statements": []}

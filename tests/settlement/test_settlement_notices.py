@@ -16,7 +16,9 @@ def test_notice_is_sent_when_the_clock_passes_the_credit_instant_and_not_before(
     live_settlement.feed.send(collection(1))
     live_settlement.feed.send(collection(2, amount="49.50", collection_fee="0.50"))
 
-    assert live_settlement.admin("tick")["next_due"] == "2026-12-07T08:00:00.000Z"
+    assert live_settlement.admin("tick")["next_due"] == "2026-12-03T23:00:00.000Z"  # Friday 01:00: the file run
+    assert live_settlement.admin("clock", {"set": "2026-12-04T01:00:00+02:00"})["next_due"] == (
+        "2026-12-07T08:00:00.000Z")  # Monday 10:00 Cairo: the credit
     live_settlement.admin("clock", {"set": "2026-12-07T09:59:59+02:00"})
     assert receiver.on(NOTICES) == []
 
@@ -50,6 +52,7 @@ def test_jumping_days_ahead_credits_every_due_batch_in_order(live_settlement, re
 
 def test_failed_notice_is_retried_after_the_backoff_and_never_duplicated(live_settlement, receiver, collection):
     live_settlement.feed.send(collection(1))
+    live_settlement.admin("clock", {"set": "2026-12-04T01:00:00+02:00"})  # the file run goes first
     receiver.answer_next(500)
 
     live_settlement.admin("clock", {"set": "2026-12-07T10:00:00+02:00"})

@@ -511,6 +511,13 @@ class Store:
         with self._lock:
             return self._db.execute(sql, params).fetchone()
 
+    def _column(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        """The first column of every row, without building a dict per row (bulk look-ups)."""
+        with self._lock:
+            cursor = self._db.cursor()
+            cursor.row_factory = None
+            return [row[0] for row in cursor.execute(sql, params)]
+
     def _run(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> int:
         """Execute a write; returns the number of rows changed (0 when ON CONFLICT did nothing)."""
         with self._lock:
@@ -915,14 +922,25 @@ class Store:
             " ON CONFLICT (transaction_number, collection_id, repeat) DO NOTHING", rows)
         if inserted == len(rows):
             return
+        # Find the refused rows with one range look-up per day of the chunk (its primary key), not one
+        # statement per row: a chunk with a single repeated line must not cost CHUNK statements.
+        kept: set[tuple[str, str, int]] = set()
+        days: dict[tuple[str, str], list[int]] = {}
+        for row in rows:
+            days.setdefault((row[0], row[1]), []).append(row[3])
+        file_id = rows[0][2]
+        for (gov, day), numbers in days.items():
+            kept.update((gov, day, number) for number in self._column(
+                "SELECT line_number FROM settlement_lines WHERE governorate_code = ? AND business_date = ?"
+                " AND file_id = ? AND line_number BETWEEN ? AND ?", (gov, day, file_id, min(numbers), max(numbers))))
         for row in rows:  # in file order, so the repeats are numbered in it
+            if (row[0], row[1], row[3]) in kept:
+                continue
             self._run(
                 f"INSERT INTO settlement_lines ({self._LINE_COLUMNS}, repeat)"  # noqa: S608
                 " SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, (SELECT MAX(o.repeat) + 1 FROM settlement_lines o"
-                "  WHERE o.transaction_number = ? AND o.collection_id = ?)"
-                " WHERE NOT EXISTS (SELECT 1 FROM settlement_lines x WHERE x.governorate_code = ?"
-                "  AND x.business_date = ? AND x.file_id = ? AND x.line_number = ?)",
-                (*row[:12], row[6], row[5], row[0], row[1], row[2], row[3]))
+                "  WHERE o.transaction_number = ? AND o.collection_id = ?)",
+                (*row[:12], row[6], row[5]))
 
     def insert_broken_lines(self, rows: Iterable[tuple[Any, ...]]) -> int:
         return self._many(

@@ -565,8 +565,16 @@ def test_sigkill_mid_load_loses_no_acknowledged_payment_and_doubles_none(bench: 
         assert section["collections"]["amount"] == format_amount(held[code])
         assert section["collections"]["count"] == sum(p["governorate_code"] == code for p in captured)
         assert section["settlement"]["expected_amount"] == format_amount(settled[code]), section["settlement"]
-    # Reconciliation resumed on the restarted process and found nothing to flag (no orphan, no excess).
+        # Wednesday's bank statement (18:00) reached the restarted reference: credited on time, in full.
+        assert section["settlement"]["status"] == "ON_TIME", section["settlement"]
+        assert section["settlement"]["credited_amount"] == format_amount(held[code]), section["settlement"]
+    # Reconciliation resumed on the restarted process: three ways (ledger, settlement's file, the bank's
+    # statement) every governorate's Monday is reconciled, and nothing is flagged.
     assert bench.get("reference", "/api/reconciliation/exceptions?status=OPEN")["exceptions"] == []
+    three_way = bench.get("reference", f"/api/reconciliation/{BUSINESS_DATE}")
+    statuses = [(g["governorate_code"], g["status"]) for g in three_way["governorates"]]
+    assert three_way["status"] == "RECONCILED", statuses
+    assert {g["governorate_code"] for g in three_way["governorates"]} == set(GOVERNORATES)
 
     bench.reference.stop()
     with sqlite3.connect(f"file:{bench.database}?mode=ro", uri=True) as db:

@@ -1,4 +1,4 @@
-"""The ``tahseel`` command: serve, run, certify, load."""
+"""The ``tahseel`` command: serve, run, certify, load, clock."""
 
 from __future__ import annotations
 
@@ -183,6 +183,53 @@ def load_cmd(users: int, spawn_rate: int, run_time: str, locustfile: str | None,
             serve_proc.send_signal(signal.SIGTERM)
             serve_proc.wait(timeout=30)
     sys.exit(code)
+
+
+@main.command("clock")
+@click.argument("action", type=click.Choice(["show", "set", "advance"]), default="show")
+@click.argument("when", required=False)
+def clock_cmd(action: str, when: str | None) -> None:
+    """Show or move the ONE simulated clock of parties started by `tahseel serve`.
+
+    Every party keeps its own clock, and signed calls between them are checked against a 5-minute
+    window: moving one party's clock alone makes its messages look expired to the others. This moves
+    them all together, running due work in time order on the way (as scenarios do):
+    `tahseel clock set 2026-12-07T10:00:00+02:00`, `tahseel clock advance "2 business days"`,
+    `tahseel clock advance 2026-12-09T18:30:00+02:00`, `tahseel clock advance 2h`. The parties are
+    found at TAHSEEL_URL_<PARTY> (default http://127.0.0.1:800x, as `serve` starts them).
+    """
+    from simulators.common.calendar import BusinessCalendar
+    from simulators.common.clock import parse_instant
+    from simulators.common.config import load_settings
+
+    from .parties import Parties, PartyError, SharedClock
+
+    settings = load_settings()
+    urls = {party: str(settings["urls"][party]) for party in PARTY_ORDER if party in settings.get("urls", {})}
+    parties = Parties(urls)
+    clock = SharedClock(parties, list(urls), BusinessCalendar.from_config(settings.get("calendar")))
+    try:
+        if action != "show":
+            if not when:
+                raise click.UsageError(f"tahseel clock {action} needs WHEN (an ISO time, '2h', '2 business days')")
+            try:
+                target = parse_instant(when) if action == "set" else clock.target_for(when)
+            except ValueError as exc:
+                raise click.UsageError(f"WHEN {when!r}: {exc}") from None
+            if action == "set":
+                clock.set(target)
+            else:
+                clock.advance_to(target)
+        rows = []
+        for party in urls:
+            state = parties.admin(party, "GET", "/clock")
+            rows.append([party, state.get("now"), state.get("simulated"), state.get("next_due")])
+        click.echo(tabulate(rows, headers=["party", "now", "simulated", "next due"]))
+    except (PartyError, ValueError) as exc:
+        click.echo(f"tahseel clock: {exc}", err=True)
+        sys.exit(1)
+    finally:
+        parties.close()
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import requests
 
 from simulators.common.server import reserve_socket
@@ -126,3 +127,27 @@ def test_run_and_certify_against_another_collection_service(tmp_path: Path) -> N
     assert "| P5 " in done.stdout and "| E2 " in done.stdout  # per obligation
     result = json.loads((tmp_path / "cert" / "result.json").read_text(encoding="utf-8"))
     assert result["ok"] is True and result["target"] == target.url
+
+
+def test_clock_moves_every_served_party_together(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`tahseel clock` sets and advances the one simulated clock of running parties (never one alone:
+    their signed calls would look expired to each other) and runs due work on the way."""
+    from click.testing import CliRunner
+
+    from harness.cli import main
+    from harness.stack import Stack
+
+    with Stack() as stack:
+        for party, url in stack.urls.items():
+            monkeypatch.setenv(f"TAHSEEL_URL_{party.upper()}", url)
+        runner = CliRunner()
+        done = runner.invoke(main, ["clock", "set", "2026-12-03T15:00:00+02:00"])  # a Thursday
+        assert done.exit_code == 0, done.output
+        done = runner.invoke(main, ["clock", "advance", "2 business days"])
+        assert done.exit_code == 0, done.output
+        nows = {party: requests.get(f"{url}/_admin/clock", timeout=5).json()["now"]
+                for party, url in stack.urls.items()}
+        assert set(nows.values()) == {"2026-12-07T13:00:00.000Z"}, nows  # Monday 15:00 Cairo, every party
+        assert "2026-12-07T13:00:00.000Z" in done.output
+        bad = runner.invoke(main, ["clock", "advance", "soon"])
+        assert bad.exit_code != 0 and "soon" in bad.output

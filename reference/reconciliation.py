@@ -43,6 +43,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 from collections.abc import Iterable
 from datetime import date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
@@ -53,7 +54,16 @@ from simulators.common.errors import Conflict
 from simulators.common.money import format_amount, parse_signed_amount
 from simulators.common.wire import parse_date, parse_instant_field
 
-from .settlement_files import BrokenLine, SettlementFileReader, batch_day, delivery_fields, statement_fields
+from .settlement_files import (
+    BrokenLine,
+    SettlementFileReader,
+    batch_day,
+    check_date,
+    check_instant,
+    date_window,
+    delivery_fields,
+    statement_fields,
+)
 
 if TYPE_CHECKING:
     from simulators.common.component import Component
@@ -62,12 +72,15 @@ if TYPE_CHECKING:
 
 # Exceptions a reconciliation run of one (governorate, business date) owns: it opens and resolves them.
 DAY_KINDS = ("MISSING_IN_FILE", "ORPHAN_COLLECTION", "SETTLED_TWICE", "WRONG_GOVERNORATE", "SHORT_SETTLEMENT",
-             "OVER_SETTLEMENT", "CREDIT_WITHOUT_FILE", "FILE_WITHOUT_CREDIT", "LATE_SETTLEMENT", "BROKEN_FILE_LINE")
+             "OVER_SETTLEMENT", "CREDIT_WITHOUT_FILE", "FILE_WITHOUT_CREDIT", "LATE_SETTLEMENT", "BROKEN_FILE_LINE",
+             "WRONG_ACCOUNT")
 # ...those a change of the bank's side only (a statement, a value date ending) can change: a run of
 # these alone leaves the payments and lines (the expensive part of a million-line day) as they were.
-CREDIT_KINDS = ("SHORT_SETTLEMENT", "OVER_SETTLEMENT", "CREDIT_WITHOUT_FILE", "FILE_WITHOUT_CREDIT", "LATE_SETTLEMENT")
+CREDIT_KINDS = ("SHORT_SETTLEMENT", "OVER_SETTLEMENT", "CREDIT_WITHOUT_FILE", "FILE_WITHOUT_CREDIT", "LATE_SETTLEMENT",
+                "WRONG_ACCOUNT")
 # ...and those that are about a whole file (opened at intake; a duplicate stays a duplicate).
-RECONCILIATION_KINDS = DAY_KINDS + ("DUPLICATE_FILE",)
+RECONCILIATION_KINDS = DAY_KINDS + ("DUPLICATE_FILE", "FILE_TOTALS_MISMATCH")
+log = logging.getLogger(__name__)
 CHUNK = 20_000  # lines per executemany: bounded memory whatever the file's size
 BROKEN_LISTED = 100  # broken lines named one by one in the intake's answer (all are exceptions)
 
@@ -100,6 +113,10 @@ class Reconciliation:
         self.grace = int(component.own.get("settlement_grace_business_days", 0))
 
     # --- the calendar of one business date ----------------------------------------------------
+    def window(self) -> tuple[date, date]:
+        """The dates accepted at intake today (``settlement_files.date_window``)."""
+        return date_window(cairo(self.component.clock.now()).date())
+
     def business_date(self, instant: datetime) -> date:
         return self.component.calendar.business_date(instant, self.cutoff)
 
@@ -201,9 +218,14 @@ class Reconciliation:
         fingerprint = body_hash(body)
         amount = parse_signed_amount(body["amount"], "amount")
         fees = parse_signed_amount(body.get("collection_fees", "0.00"), "collection_fees")
-        business_date = parse_date(body["business_date"], "business_date")
-        parse_date(body["value_date"], "value_date")
-        credited_at = iso(parse_instant_field(body["credited_at"], "credited_at"))
+        window = self.window()
+        business_date = check_date(parse_date(body["business_date"], "business_date"), "business_date", window)
+        check_date(parse_date(body["value_date"], "value_date"), "value_date", window)
+        credited_at = iso(check_instant(parse_instant_field(body["credited_at"], "credited_at"), "credited_at",
+                                        window))
+        named = batch_day(str(body["batch_id"]))
+        if named:
+            check_date(date.fromisoformat(named[1]), "batch_id", window)
         for i, tx in enumerate(body["transactions"]):
             parse_signed_amount(tx["amount"], f"transactions.{i}.amount")
         gov = body["governorate_code"]
@@ -242,7 +264,8 @@ class Reconciliation:
         The days it touches are marked dirty in that transaction and reconciled right after it (with
         ``reconcile=False`` they are left to the poller or ``reconcile_all``: a bulk load).
         """
-        fields = delivery_fields(delivery)
+        window = self.window()
+        fields = delivery_fields(delivery, window)
         file_id = fields["file_id"]
         source = lines if lines is not None else io.StringIO(str(delivery.get("content", "")))
         fingerprint = request_hash or file_hash(delivery)
@@ -259,7 +282,8 @@ class Reconciliation:
                 if known is None or known["request_hash"] != fingerprint:
                     raise Conflict(f"file {file_id} was already received with another body", field="file_id")
                 return dict(known["response"]), 200
-            reader = SettlementFileReader(file_id)
+            reader = SettlementFileReader(file_id, window, {
+                b["batch_id"]: (b["governorate_code"], b["business_date"]) for b in fields["batches"]})
             broken = self._stream(reader, source)
             tally = reader.tally
             duplicate_of = self._duplicate_of(file_id, tally.days, tally.readable)
@@ -276,6 +300,8 @@ class Reconciliation:
                 # not kept (its credits stay without file until a readable file comes).
                 self._accept_batches(file_id, [] if reader.header_problem else fields["batches"], fields,
                                      tally.by_batch, tally.readable_amount)
+                if not reader.header_problem:
+                    self._totals_mismatches(file_id, fields, tally, stamp)
                 self._file_level_broken_lines(file_id, fields["business_date"], stamp)
                 days = set(tally.days)
                 dates = sorted({day for _, day in days} | {b["business_date"] for b in fields["batches"]})
@@ -301,12 +327,15 @@ class Reconciliation:
         return answer, 201
 
     def _duplicate_of(self, file_id: str, days: set[tuple[str, str]], readable: int) -> str | None:
-        """The accepted file that already holds every line of ``file_id``, if one does (a file with no
-        readable line, or one line or broken line found nowhere else, is a file of its own)."""
+        """The accepted file that already holds every line of ``file_id`` with the same governorate, batch
+        and amount, if one does (a file with no readable line, one line or broken line found nowhere
+        else, or a line held elsewhere under another governorate / batch / amount, is a file of its own)."""
         if not readable or self.store.file_has_new_broken_line(file_id):
             return None
         if any(self.store.file_has_new_line(file_id, gov, day) for gov, day in sorted(days)):
             return None
+        if any(self.store.file_has_changed_line(file_id, gov, day) for gov, day in sorted(days)):
+            return None  # a line moved to another governorate / batch or with another amount: a correction
         gov, day = min(days)
         return self.store.holder_of(file_id, gov, day)
 
@@ -351,6 +380,51 @@ class Reconciliation:
             file_id, [(b["gross_amount"] - readable_by_batch.get(b["batch_id"], 0), b["batch_id"])
                       for b in fields["batches"]], fields["gross_amount"] - readable_amount)
 
+    def _totals_mismatches(self, file_id: str, fields: dict[str, Any], tally: Any, stamp: str) -> None:
+        """FILE_TOTALS_MISMATCH (opened at intake, a file never changes): a declared batch whose own
+        figures disagree (``amount`` ≠ ``gross_amount`` − the fees a net batch deducts), or whose readable
+        lines do not add up to its ``gross_amount`` / net ``collection_fees`` when no broken line can
+        stand for the difference; the file's own ``gross_amount`` likewise. Amount: |the difference|
+        (the money the bank would be asked for, or credit, wrongly)."""
+        unbatched = tally.broken_unbatched > 0
+        for batch in fields["batches"]:
+            batch_id = batch["batch_id"]
+            net = batch["mode"] == "net"
+            declared_fees = batch["collection_fees"] if net else 0
+            problems: list[tuple[str, int]] = []
+            own = batch["amount"] - (batch["gross_amount"] - declared_fees)
+            if own:
+                problems.append((f"its amount {format_amount(batch['amount'])} is not gross"
+                                 f" {format_amount(batch['gross_amount'])}"
+                                 + (f" less fees {format_amount(declared_fees)}" if net else ""), own))
+            if not unbatched and batch_id not in tally.broken_batches:
+                lines_gross = tally.by_batch.get(batch_id, 0)
+                lines_fees = tally.fees_by_batch.get(batch_id, 0)
+                if lines_gross != batch["gross_amount"]:
+                    problems.append((f"its readable lines add up to {format_amount(lines_gross)}, it declares"
+                                     f" gross {format_amount(batch['gross_amount'])}",
+                                     batch["gross_amount"] - lines_gross))
+                if net and lines_fees != batch["collection_fees"]:
+                    problems.append((f"its readable lines carry fees of {format_amount(lines_fees)}, it deducts"
+                                     f" {format_amount(batch['collection_fees'])}",
+                                     lines_fees - batch["collection_fees"]))
+            if not problems:
+                continue
+            self.store.open_exception({
+                "exception_key": f"FILE_TOTALS_MISMATCH:{file_id}:{batch_id}", "kind": "FILE_TOTALS_MISMATCH",
+                "governorate_code": batch["governorate_code"], "business_date": batch["business_date"],
+                "file_id": file_id, "batch_id": batch_id, "amount": abs(problems[0][1]),
+                "detail": f"batch {batch_id} of {file_id} does not add up: " + "; ".join(p for p, _ in problems),
+                "opened_at": stamp})
+        if not tally.broken and tally.readable_amount != fields["gross_amount"]:
+            difference = fields["gross_amount"] - tally.readable_amount
+            self.store.open_exception({
+                "exception_key": f"FILE_TOTALS_MISMATCH:{file_id}", "kind": "FILE_TOTALS_MISMATCH",
+                "business_date": fields["business_date"], "file_id": file_id, "amount": abs(difference),
+                "detail": f"the lines of {file_id} add up to {format_amount(tally.readable_amount)}, the file"
+                          f" declares gross {format_amount(fields['gross_amount'])}",
+                "opened_at": stamp})
+
     def _file_level_broken_lines(self, file_id: str, business_date: str, stamp: str) -> None:
         """A broken line whose governorate and date did not survive belongs to no day: an exception of
         the file (the header, a line cut before its second field)."""
@@ -369,7 +443,7 @@ class Reconciliation:
         """Take one bank statement; ``(answer, 201)``, the same again ``(answer, 200)``, another body
         under a known statement_id 409. Each entry is a credit once (by entry_id, whatever statement
         lists it); the days of its batches are reconciled."""
-        fields = statement_fields(body)
+        fields = statement_fields(body, self.window())
         statement_id = fields["statement_id"]
         fingerprint = request_hash or body_hash(body)
         now = self.component.clock.now()
@@ -384,12 +458,15 @@ class Reconciliation:
                     raise Conflict(f"statement {statement_id} was already received with another body",
                                    field="statement_id")
                 return dict(known["response"]), 200
+            self._same_entries(fields["entries"])
             rows = []
             for entry in fields["entries"]:
                 gov, day = batch_day(entry["reference"]) or (entry["governorate_code"], entry["value_date"])
                 rows.append(dict(entry, statement_id=statement_id, credited_at=iso(entry["credited_at"]),
                                  received_at=stamp, day_governorate_code=gov, day_business_date=day))
             new = self.store.insert_bank_credits(rows)
+            self.store.flag_wrong_accounts([(row["entry_id"], why) for row in rows
+                                            if (why := self._wrong_account(row)) is not None])
             days = {(r["governorate_code"], r["business_date"]) for r in self.store.days_of_statement(statement_id)}
             for gov, day in days:
                 self.store.ensure_settlement_day(self._day_row(gov, date.fromisoformat(day)))
@@ -403,6 +480,37 @@ class Reconciliation:
             self.reconcile_day(gov, day, trigger=f"bank statement {statement_id} received", now=now,
                                kinds=CREDIT_KINDS)
         return answer, 201
+
+    def _wrong_account(self, entry: dict[str, Any]) -> str | None:
+        """Why a credit went to the wrong account, if it did: its IBAN is not the catalog IBAN of its
+        ``governorate_code``, or its batch id ``B-<gov>-…`` names another governorate (a declared batch
+        of another governorate is found at reconciliation)."""
+        governorates = (self.component.settings.get("catalog") or {}).get("governorates") or {}
+        expected = (governorates.get(entry["governorate_code"]) or {}).get("iban")
+        if expected != entry["iban"]:
+            return (f"{entry['iban']} is not the account of governorate {entry['governorate_code']}"
+                    f" ({expected or 'no such governorate'})")
+        named = batch_day(entry["reference"])
+        if named and named[0] != entry["governorate_code"]:
+            return f"its batch {entry['reference']} is of governorate {named[0]}"
+        return None
+
+    def _same_entries(self, entries: list[dict[str, Any]]) -> None:
+        """An entry id already credited must come back with the same content (then it is a no-op);
+        another amount, reference, IBAN… under it is 409 ``CONFLICT`` naming ``entries.<i>.entry_id``."""
+        known = self.store.known_bank_credits([entry["entry_id"] for entry in entries])
+        for i, entry in enumerate(entries):
+            held = known.get(entry["entry_id"])
+            if held is None:
+                continue
+            differs = [name for name in ("iban", "governorate_code", "value_date", "amount", "currency", "reference")
+                       if held[name] != entry[name]]
+            if held["credited_at"] != iso(entry["credited_at"]):
+                differs.append("credited_at")
+            if differs:
+                raise Conflict(f"bank entry {entry['entry_id']} was already credited with another"
+                               f" {', '.join(differs)} (statement {held['statement_id']})",
+                               field=f"entries.{i}.entry_id")
 
     # --- one day --------------------------------------------------------------------------------------
     def reconcile_day(self, governorate_code: str, business_date: date | str, *,
@@ -434,7 +542,14 @@ class Reconciliation:
             for batch in self.store.day_batches(gov, day):
                 self._batch_exceptions(batch, base, now, desired, reasons)
             for credit in self.store.day_credits(gov, day):
-                if not credit["declared"]:
+                if credit["wrong"]:
+                    why = credit["wrong_reason"] or f"it names batch {credit['reference']} of another governorate"
+                    desired.append(dict(
+                        base, exception_key=f"WRONG_ACCOUNT:{credit['entry_id']}", kind="WRONG_ACCOUNT",
+                        entry_id=credit["entry_id"], batch_id=credit["reference"], amount=int(credit["amount"]),
+                        detail=f"bank credit {credit['entry_id']} of {format_amount(int(credit['amount']))} to"
+                               f" {credit['iban']} (governorate {credit['governorate_code']}) is not counted: {why}"))
+                elif not credit["declared"]:
                     desired.append(dict(
                         base, exception_key=f"CREDIT_WITHOUT_FILE:{credit['entry_id']}", kind="CREDIT_WITHOUT_FILE",
                         entry_id=credit["entry_id"], batch_id=credit["reference"], amount=int(credit["amount"]),
@@ -444,6 +559,7 @@ class Reconciliation:
             credits = self.store.day_credit_totals(gov, day)
             self._late_settlement(gov, bdate, credits, base, now, desired, reasons)
             self.store.add_desired(desired)
+            self._day_settlement(gov, bdate, kinds, base, now)
             self.store.add_resolution_reasons(reasons)
             opened, resolved = self.store.sync_exceptions(gov, day, kinds, stamp, trigger)
             self.store.finish_day(gov, day, stamp, int(credits["amount"]), credits["last_at"], full=full)
@@ -489,6 +605,25 @@ class Reconciliation:
                     detail=f"the bank credited {format_amount(int(batch['credited']))} for batch {batch_id},"
                            f" which file {batch['file_id']} declares at {format_amount(declared)}"))
 
+    def _day_settlement(self, gov: str, business_date: date, kinds: tuple[str, ...], base: dict[str, Any],
+                        now: datetime) -> None:
+        """SHORT / OVER of the whole day: once credits are in, the ledger's expected amount differs from
+        what the bank credited (gross-equivalent, as ``status`` computes) and no other exception of the
+        day explains it (none desired by this run, none open of a kind this run does not own). Keeps
+        "RECONCILED" from standing next to a settlement block that says SHORT or OVER."""
+        status = self.status(gov, business_date, now)
+        if status["status"] not in ("SHORT", "OVER") or status["difference"] is None:
+            return
+        day = business_date.isoformat()
+        if self.store.day_has_other_exceptions(gov, day, kinds):
+            return
+        kind = "SHORT_SETTLEMENT" if status["status"] == "SHORT" else "OVER_SETTLEMENT"
+        difference = abs(parse_signed_amount(status["difference"], "difference"))
+        self.store.add_desired([dict(
+            base, exception_key=f"{kind}:DAY:{gov}:{day}", kind=kind, amount=difference,
+            detail=f"the ledger expects {status['expected_amount']} for {gov} on {day}; the bank credited"
+                   f" {status['credited_amount']} (+ {status['collection_fees']} of fees deducted)")])
+
     def _late_settlement(self, gov: str, business_date: date, credits: dict[str, Any], base: dict[str, Any],
                          now: datetime, desired: list[dict[str, Any]], reasons: dict[str, str]) -> None:
         """LATE_SETTLEMENT (E2): the ledger expects money and no bank credit by the deadline's end (OVERDUE,
@@ -521,27 +656,46 @@ class Reconciliation:
 
     def run_due(self, now: datetime) -> int:
         """Reconcile each day whose deadline or declared value date just ended, and each dirty day;
-        the mark and the run are one transaction per day (a crash leaves the mark undone)."""
+        the mark and the run are one transaction per day (a crash leaves the mark undone). A day whose
+        run fails is logged with its day and left as it was (rolled back); the other days go on, so one
+        bad day never blocks the rest."""
         stamp = iso(now)
         done = 0
         for row in self.store.overdue_days(stamp):
-            with self.store.transaction():
-                if self.store.mark_overdue(row["governorate_code"], row["business_date"], stamp):
+            def overdue(row: dict[str, Any] = row) -> bool:
+                with self.store.transaction():
+                    if not self.store.mark_overdue(row["governorate_code"], row["business_date"], stamp):
+                        return False
                     self.reconcile_day(row["governorate_code"], row["business_date"],
                                        trigger="the settlement deadline passed", now=now, kinds=CREDIT_KINDS)
-                    done += 1
+                    return True
+            done += self._guarded(row, overdue)
         for row in self.store.due_batches(stamp):
-            with self.store.transaction():
-                if self.store.mark_batch_checked(row["file_id"], row["batch_id"]):
+            def batch_due(row: dict[str, Any] = row) -> bool:
+                with self.store.transaction():
+                    if not self.store.mark_batch_checked(row["file_id"], row["batch_id"]):
+                        return False
                     self.reconcile_day(row["governorate_code"], row["business_date"], now=now, kinds=CREDIT_KINDS,
                                        trigger=f"the declared value date of {row['batch_id']} ended")
-                    done += 1
+                    return True
+            done += self._guarded(row, batch_due)
         for row in self.store.dirty_days():
-            if row["full"]:
-                self.reconcile_day(row["governorate_code"], row["business_date"],
-                                   trigger="the ledger changed after the day was reconciled", now=now)
-            else:
-                self.reconcile_day(row["governorate_code"], row["business_date"], now=now, kinds=CREDIT_KINDS,
-                                   trigger="the bank's credits changed")
-            done += 1
+            def dirty(row: dict[str, Any] = row) -> bool:
+                if row["full"]:
+                    self.reconcile_day(row["governorate_code"], row["business_date"],
+                                       trigger="the ledger changed after the day was reconciled", now=now)
+                else:
+                    self.reconcile_day(row["governorate_code"], row["business_date"], now=now, kinds=CREDIT_KINDS,
+                                       trigger="the bank's credits changed")
+                return True
+            done += self._guarded(row, dirty)
         return done
+
+    def _guarded(self, row: dict[str, Any], run: Any) -> int:
+        """1 if ``run()`` reconciled the day, 0 if not or if it failed (logged with the day)."""
+        try:
+            return 1 if run() else 0
+        except Exception:  # one bad day must not stop the poller for the others
+            log.exception("reconciliation of %s %s failed; the other days go on",
+                          row.get("governorate_code"), row.get("business_date"))
+            return 0

@@ -17,7 +17,7 @@ from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from simulators.common.clock import cairo, iso, parse_instant
-from simulators.common.files import csv_bytes
+from simulators.common.files import csv_bytes, safe_cell
 from simulators.common.money import format_amount, parse_amount
 
 from .reconciliation import RECONCILIATION_KINDS
@@ -78,6 +78,16 @@ def _bucket(buckets: dict[str, dict[str, Any]], key: str, amount: int, **names: 
 def _format(buckets: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {key: dict(value, amount=format_amount(value["amount"])) for key, value in sorted(buckets.items())}
 
+
+
+class _SafeWriter:
+    """A ``csv.writer`` whose rows go through ``safe_cell`` (formula injection: OWASP CSV advice)."""
+
+    def __init__(self, writer: Any) -> None:
+        self._writer = writer
+
+    def writerow(self, row: list[Any]) -> None:
+        self._writer.writerow([safe_cell(cell) for cell in row])
 
 class Reports:
     def __init__(self, component: Component, store: Store, reconciliation: Reconciliation) -> None:
@@ -194,8 +204,10 @@ class Reports:
         return earlier
 
     def to_csv(self, report: dict[str, Any], bom: bool = False) -> str:
+        """The daily report as Arabic CSV; every cell that a spreadsheet would run as a formula is
+        neutralised (``safe_cell``, like the other CSVs): exception details carry file text."""
         out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\r\n")
+        writer = _SafeWriter(csv.writer(out, lineterminator="\r\n"))
         writer.writerow(CSV_HEADER)
         day = report["business_date"]
         for gov in report["governorates"]:
@@ -304,8 +316,8 @@ class Reports:
         open_rows = self.store.exceptions(status="OPEN", governorate_code=code, business_date=day)
         section = bool(batches) or int(file["count"]) > 0 or int(file["broken"]) > 0
         settled = bool(batches) and all(int(b["credits"]) > 0 or int(b["amount"]) == 0 for b in batches)
-        if any(r["kind"] in RECONCILIATION_KINDS for r in open_rows):
-            status = "EXCEPTIONS"
+        if any(r["kind"] in RECONCILIATION_KINDS for r in open_rows) or settlement["status"] in ("SHORT", "OVER"):
+            status = "EXCEPTIONS"  # never RECONCILED while the money credited is not the money expected
         elif (section and settled) or (not section and not credits and expected == 0):
             status = "RECONCILED"
         else:

@@ -21,7 +21,7 @@ import csv
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from simulators.common.errors import ApiError, ValidationFailed
@@ -40,6 +40,35 @@ LINE_TYPES = ("payment", "reversal")
 CHANNELS = ("card", "cash")
 MAX_TEXT = 200  # characters of a broken line kept for the exception's detail
 MAX_ID = 128
+
+# The dates a settlement record may carry, around the simulated clock's today. Why: a schema-valid date
+# such as 9999-12-31 makes every deadline computed from it (T + value days, Cairo midnight after it)
+# overflow ``datetime`` and puts the day's report, and the poller that reconciles it, out of action; a
+# date before e-payment existed or years ahead is a sender's error, never a business date. Anything
+# taken at intake outside [EARLIEST_DATE, today + HORIZON] is a 422 naming the field (a file line
+# outside it is a broken line).
+EARLIEST_DATE = date(2000, 1, 1)
+HORIZON = timedelta(days=2 * 366)
+
+
+def date_window(today: date) -> tuple[date, date]:
+    """The accepted [first, last] dates for records received on ``today`` (the simulated clock)."""
+    return EARLIEST_DATE, today + HORIZON
+
+
+def check_date(value: date, field: str, window: tuple[date, date]) -> date:
+    """``value`` if it lies in ``window``, else a 422 naming ``field``."""
+    if not window[0] <= value <= window[1]:
+        raise ValidationFailed(f"{field} {value.isoformat()} is outside the accepted dates"
+                               f" {window[0].isoformat()}..{window[1].isoformat()}", field=field)
+    return value
+
+
+def check_instant(value: datetime, field: str, window: tuple[date, date]) -> datetime:
+    """``value`` if its (UTC) date lies in ``window``, else a 422 naming ``field``."""
+    check_date(value.date(), field, window)
+    return value
+
 
 _GOVERNORATE = re.compile(r"[0-9]{2}", re.ASCII)
 _BATCH_DAY = re.compile(r"B-([0-9]{2})-([0-9]{4})([0-9]{2})([0-9]{2})(?:-[0-9]+)?", re.ASCII)
@@ -72,13 +101,20 @@ class FileTally:
     broken: int = 0
     readable_amount: int = 0
     by_batch: dict[str, int] = field(default_factory=dict)  # readable amount per batch id
+    fees_by_batch: dict[str, int] = field(default_factory=dict)  # readable collection fees per batch id
+    count_by_batch: dict[str, int] = field(default_factory=dict)  # readable lines per batch id
+    broken_batches: set[str] = field(default_factory=set)  # batch ids broken lines still name
+    broken_unbatched: int = 0  # broken lines whose batch id did not survive
     days: set[tuple[str, str]] = field(default_factory=set)  # (governorate, business date) of every line
 
 
-def _valid_date(text: str, cache: set[str]) -> bool:
+def _valid_date(text: str, cache: set[str], window: tuple[date, date] | None = None) -> bool:
+    """A date written YYYY-MM-DD (and inside ``window`` when given); valid ones are remembered."""
     if text in cache:
         return True
     if not is_date(text):
+        return False
+    if window is not None and not window[0] <= date.fromisoformat(text) <= window[1]:
         return False
     cache.add(text)
     return True
@@ -102,8 +138,12 @@ class SettlementFileReader:
     governorates and amounts repeat, so their checked forms are remembered).
     """
 
-    def __init__(self, file_id: str) -> None:
+    def __init__(self, file_id: str, window: tuple[date, date] | None = None,
+                 batches: dict[str, tuple[str, str]] | None = None) -> None:
         self.file_id = file_id
+        # (governorate, business date) of each declared batch: a line of another one is broken
+        self.batches = batches or {}
+        self.window = window  # the accepted dates (``date_window``); a line dated outside it is broken
         self.tally = FileTally()
         self.header_problem: str | None = None
         self._index: dict[str, int] = {}
@@ -140,12 +180,20 @@ class SettlementFileReader:
                 row = self._row(number, fields)
             except LineError as exc:
                 tally.broken += 1
-                yield self._broken(number, str(exc), text, fields)
+                broken = self._broken(number, str(exc), text, fields)
+                if broken.batch_id:
+                    tally.broken_batches.add(broken.batch_id)
+                else:
+                    tally.broken_unbatched += 1
+                yield broken
                 continue
             tally.readable += 1
             amount = row[7]
             tally.readable_amount += amount
-            by_batch[row[4]] = by_batch.get(row[4], 0) + amount
+            batch = row[4]
+            by_batch[batch] = by_batch.get(batch, 0) + amount
+            tally.fees_by_batch[batch] = tally.fees_by_batch.get(batch, 0) + row[8]
+            tally.count_by_batch[batch] = tally.count_by_batch.get(batch, 0) + 1
             days.add((row[0], row[1]))
             yield row
         tally.lines = number
@@ -176,7 +224,9 @@ class SettlementFileReader:
         return value
 
     def _date(self, text: str, name: str) -> None:
-        if not _valid_date(text, self._dates):
+        if not _valid_date(text, self._dates, self.window):
+            if is_date(text):
+                raise LineError(f"{name} {text} is outside the accepted dates")
             raise LineError(f"{name} {text[:20]!r} is not a date written YYYY-MM-DD")
 
     def _row(self, number: int, fields: list[str]) -> tuple[Any, ...]:
@@ -193,6 +243,12 @@ class SettlementFileReader:
                                 ("transaction_number", transaction_number)):
                 if not 0 < len(value) <= MAX_ID:
                     raise LineError(f"{name} is empty or longer than {MAX_ID} characters")
+        for name, value in (("bill_reference", bill_reference), ("service_code", service_code),
+                            ("collected_at", collected_at), ("settlement_account_code", account),
+                            ("payment_request_number", request_number), ("sender_request_number", sender_number),
+                            ("mechanism", mechanism), ("reverses", reverses)):
+            if len(value) > MAX_ID:
+                raise LineError(f"{name} is longer than {MAX_ID} characters")
         if governorate not in self._governorates:
             if not _GOVERNORATE.fullmatch(governorate):
                 raise LineError(f"governorate_code {governorate[:20]!r} is not two digits")
@@ -203,6 +259,10 @@ class SettlementFileReader:
             self._date(value_date, "value_date")
         if reconciliation_date and reconciliation_date not in self._dates:
             self._date(reconciliation_date, "reconciliation_date")
+        declared = self.batches.get(batch_id)
+        if declared is not None and declared != (governorate, business_date):
+            raise LineError(f"governorate {governorate} / business date {business_date} is not its batch's"
+                            f" ({declared[0]} / {declared[1]})")
         if channel not in CHANNELS:
             raise LineError(f"channel {channel[:20]!r} is neither card nor cash")
         amount = self._amount(amount_text, "amount")
@@ -227,7 +287,7 @@ class SettlementFileReader:
             survived[name] = fields[i] if i < limit and fields[i] and len(fields[i]) <= MAX_ID else None
         if survived["governorate_code"] and not _GOVERNORATE.fullmatch(survived["governorate_code"]):
             survived["governorate_code"] = None
-        if survived["business_date"] and not _valid_date(survived["business_date"], self._dates):
+        if survived["business_date"] and not _valid_date(survived["business_date"], self._dates, self.window):
             survived["business_date"] = None
         if not (survived["governorate_code"] and survived["business_date"]):
             survived["governorate_code"] = survived["business_date"] = None  # a day is both or nothing
@@ -250,12 +310,14 @@ def batch_day(reference: str) -> tuple[str, str] | None:
     return match.group(1), day.isoformat()
 
 
-def delivery_fields(body: dict[str, Any]) -> dict[str, Any]:
+def delivery_fields(body: dict[str, Any], window: tuple[date, date] | None = None) -> dict[str, Any]:
     """The checked header of a ``st-settlement-file-delivery`` (everything but ``content``), amounts in
-    piasters; a bad value is a 422 naming the field (nothing is stored)."""
-    business_date = parse_date(body["business_date"], "business_date")
+    piasters; a bad value, or a date outside ``window`` (``date_window``), is a 422 naming the field
+    (nothing is stored)."""
+    window = window or (date.min, date.max)
+    business_date = check_date(parse_date(body["business_date"], "business_date"), "business_date", window)
     file_id = body["file_id"]
-    generated_at = parse_instant_field(body["generated_at"], "generated_at")
+    generated_at = check_instant(parse_instant_field(body["generated_at"], "generated_at"), "generated_at", window)
     batches = []
     seen: set[str] = set()
     for i, batch in enumerate(body.get("batches") or []):
@@ -265,8 +327,10 @@ def delivery_fields(body: dict[str, Any]) -> dict[str, Any]:
         seen.add(batch["batch_id"])
         batches.append({
             "batch_id": batch["batch_id"], "governorate_code": batch["governorate_code"],
-            "business_date": parse_date(batch["business_date"], f"{where}.business_date").isoformat(),
-            "value_date": parse_date(batch["value_date"], f"{where}.value_date").isoformat(),
+            "business_date": check_date(parse_date(batch["business_date"], f"{where}.business_date"),
+                                        f"{where}.business_date", window).isoformat(),
+            "value_date": check_date(parse_date(batch["value_date"], f"{where}.value_date"),
+                                     f"{where}.value_date", window).isoformat(),
             "line_count": int(batch["line_count"]),
             "gross_amount": parse_signed_amount(batch["gross_amount"], f"{where}.gross_amount"),
             "collection_fees": parse_signed_amount(batch["collection_fees"], f"{where}.collection_fees"),
@@ -282,11 +346,14 @@ def delivery_fields(body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def statement_fields(body: dict[str, Any]) -> dict[str, Any]:
-    """The checked ``st-bank-statement``: entries with amounts in piasters; a bad value is a 422 naming
-    the field, and an entry id repeated inside one statement is refused (nothing is stored)."""
-    statement_date = parse_date(body["statement_date"], "statement_date")
-    generated_at = parse_instant_field(body["generated_at"], "generated_at")
+def statement_fields(body: dict[str, Any], window: tuple[date, date] | None = None) -> dict[str, Any]:
+    """The checked ``st-bank-statement``: entries with amounts in piasters; a bad value, or a date
+    outside ``window`` (``date_window``; the date a batch reference ``B-<gov>-<YYYYMMDD>`` names too),
+    is a 422 naming the field, and an entry id repeated inside one statement is refused (nothing is
+    stored)."""
+    window = window or (date.min, date.max)
+    statement_date = check_date(parse_date(body["statement_date"], "statement_date"), "statement_date", window)
+    generated_at = check_instant(parse_instant_field(body["generated_at"], "generated_at"), "generated_at", window)
     entries = []
     seen: set[str] = set()
     for i, entry in enumerate(body["entries"]):
@@ -294,8 +361,13 @@ def statement_fields(body: dict[str, Any]) -> dict[str, Any]:
         if entry["entry_id"] in seen:
             raise ValidationFailed(f"entry {entry['entry_id']} is listed twice", field=f"{where}.entry_id")
         seen.add(entry["entry_id"])
-        value_date = parse_date(entry["value_date"], f"{where}.value_date").isoformat()
-        credited_at = parse_instant_field(entry["credited_at"], f"{where}.credited_at")
+        value_date = check_date(parse_date(entry["value_date"], f"{where}.value_date"), f"{where}.value_date",
+                                window).isoformat()
+        credited_at = check_instant(parse_instant_field(entry["credited_at"], f"{where}.credited_at"),
+                                    f"{where}.credited_at", window)
+        named = batch_day(entry["reference"])
+        if named:
+            check_date(date.fromisoformat(named[1]), f"{where}.reference", window)
         entries.append({
             "entry_id": entry["entry_id"], "iban": entry["iban"], "governorate_code": entry["governorate_code"],
             "value_date": value_date, "amount": parse_signed_amount(entry["amount"], f"{where}.amount"),

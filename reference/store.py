@@ -312,6 +312,12 @@ CREATE TABLE IF NOT EXISTS bank_credits (
     day_governorate_code TEXT NOT NULL,
     day_business_date    TEXT NOT NULL
 );
+-- Credits paid to an account that is not their governorate's (catalog IBAN) or naming a batch of another
+-- governorate: WRONG_ACCOUNT, never counted for a batch (a table of its own: older files gain it as is).
+CREATE TABLE IF NOT EXISTS wrong_account_credits (
+    entry_id TEXT PRIMARY KEY,
+    reason   TEXT NOT NULL
+);
 CREATE INDEX IF NOT EXISTS bank_credits_by_reference ON bank_credits (reference);
 CREATE INDEX IF NOT EXISTS bank_credits_by_day ON bank_credits (day_governorate_code, day_business_date);
 CREATE INDEX IF NOT EXISTS bank_credits_by_statement ON bank_credits (statement_id);
@@ -381,9 +387,10 @@ CREATE TEMP TABLE IF NOT EXISTS day_own (
 );
 """
 
-TABLES = ("exception_history", "exceptions", "bank_credits", "bank_statements", "settlement_batches",
-          "settlement_broken_lines", "settlement_lines", "settlement_files", "settlement_notices", "settlement_days",
-          "outbox", "idempotency", "card_refunds", "payments", "card_attempts", "orders")
+TABLES = ("exception_history", "exceptions", "wrong_account_credits", "bank_credits", "bank_statements",
+          "settlement_batches", "settlement_broken_lines", "settlement_lines", "settlement_files",
+          "settlement_notices", "settlement_days", "outbox", "idempotency", "card_refunds", "payments",
+          "card_attempts", "orders")
 _JSON_COLUMNS = {"fee_lines", "body", "transactions", "response", "initiation"}
 # 2: e-finance card attempts and refunds (issue 3); 3: their status watch; 4: settlement files, bank
 # statements, three-way reconciliation and the exception history (issue 5). An older file is refused.
@@ -955,6 +962,16 @@ class Store:
                          " AND file_id = ? AND repeat = 0 LIMIT 1",
                          (governorate_code, business_date, file_id)) is not None
 
+    def file_has_changed_line(self, file_id: str, governorate_code: str, business_date: str) -> bool:
+        """Has the file a line of this day whose collection is held elsewhere with another governorate,
+        batch or amount (a correction, not a duplicate)? Stops at the first."""
+        return self._one(
+            "SELECT 1 AS hit FROM settlement_lines l WHERE l.governorate_code = ? AND l.business_date = ?"
+            " AND l.file_id = ? AND NOT EXISTS (SELECT 1 FROM settlement_lines o WHERE o.transaction_number ="
+            " l.transaction_number AND o.collection_id = l.collection_id AND o.file_id != l.file_id"
+            " AND o.governorate_code = l.governorate_code AND o.batch_id = l.batch_id AND o.amount = l.amount)"
+            " LIMIT 1", (governorate_code, business_date, file_id)) is not None
+
     def file_has_new_broken_line(self, file_id: str) -> bool:
         """A broken line whose collection no readable line of another file holds."""
         return self._one(
@@ -964,11 +981,13 @@ class Store:
             " AND o.file_id != b.file_id)) LIMIT 1", (file_id,)) is not None
 
     def holder_of(self, file_id: str, governorate_code: str, business_date: str) -> str | None:
-        """The file holding the first line of the collection of this day's first line of ``file_id``."""
+        """The file holding (same governorate, batch and amount) the collection of this day's first line
+        of ``file_id``."""
         row = self._one(
             "SELECT o.file_id FROM settlement_lines l JOIN settlement_lines o ON o.transaction_number ="
-            " l.transaction_number AND o.collection_id = l.collection_id AND o.repeat = 0"
-            " WHERE l.governorate_code = ? AND l.business_date = ? AND l.file_id = ? LIMIT 1",
+            " l.transaction_number AND o.collection_id = l.collection_id AND o.file_id != l.file_id"
+            " AND o.governorate_code = l.governorate_code AND o.batch_id = l.batch_id AND o.amount = l.amount"
+            " WHERE l.governorate_code = ? AND l.business_date = ? AND l.file_id = ? ORDER BY o.repeat LIMIT 1",
             (governorate_code, business_date, file_id))
         return str(row["file_id"]) if row else None
 
@@ -1054,6 +1073,17 @@ class Store:
             " :statement_id, :iban, :governorate_code, :value_date, :amount, :currency, :reference, :credited_at,"
             " :received_at, :day_governorate_code, :day_business_date) ON CONFLICT (entry_id) DO NOTHING", rows)
 
+    def known_bank_credits(self, entry_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """The stored credits among ``entry_ids``, by entry id (looked up 500 at a time)."""
+        out: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(entry_ids), 500):
+            chunk = entry_ids[start:start + 500]
+            marks = ", ".join("?" for _ in chunk)
+            for row in self._all(f"SELECT * FROM bank_credits WHERE entry_id IN ({marks})",  # noqa: S608 - placeholders
+                                 tuple(chunk)):
+                out[row["entry_id"]] = row
+        return out
+
     def days_of_statement(self, statement_id: str) -> list[dict[str, Any]]:
         """The days a statement's credits belong to: their batch's, else the day the batch id names."""
         return self._all(
@@ -1063,31 +1093,48 @@ class Store:
 
     # --- one day's three sources ----------------------------------------------------------------------
     _DAY_CREDITS = (
-        "FROM bank_credits c WHERE c.reference IN (SELECT b.batch_id FROM settlement_batches b"
+        "FROM bank_credits c WHERE (c.reference IN (SELECT b.batch_id FROM settlement_batches b"
         " WHERE b.governorate_code = :g AND b.business_date = :d) OR (c.day_governorate_code = :g"
         " AND c.day_business_date = :d AND NOT EXISTS (SELECT 1 FROM settlement_batches b"
-        " WHERE b.batch_id = c.reference))")
+        " WHERE b.batch_id = c.reference)))")
+    # A credit to the wrong account: flagged at intake (IBAN, batch id of another governorate) or naming a
+    # declared batch of another governorate.
+    _WRONG = ("(EXISTS (SELECT 1 FROM wrong_account_credits w WHERE w.entry_id = c.entry_id) OR EXISTS"
+              " (SELECT 1 FROM settlement_batches x WHERE x.batch_id = c.reference"
+              " AND x.governorate_code <> c.governorate_code))")
 
     def day_credit_totals(self, governorate_code: str, business_date: str) -> dict[str, Any]:
         """The bank's credits for a day: those naming one of its declared batches, and those naming a
         batch no file declares whose id names this day."""
         row = self._one("SELECT COUNT(*) AS count, COALESCE(SUM(c.amount), 0) AS amount,"  # noqa: S608
-                        f" MIN(c.credited_at) AS first_at, MAX(c.credited_at) AS last_at {self._DAY_CREDITS}",
+                        f" MIN(c.credited_at) AS first_at, MAX(c.credited_at) AS last_at {self._DAY_CREDITS}"
+                        f" AND NOT {self._WRONG}",
                         {"g": governorate_code, "d": business_date})
         return dict(row) if row else {"count": 0, "amount": 0, "first_at": None, "last_at": None}
 
     def day_credits(self, governorate_code: str, business_date: str) -> list[dict[str, Any]]:
         return self._all(f"SELECT c.*, EXISTS (SELECT 1 FROM settlement_batches b WHERE b.batch_id = c.reference)"  # noqa: S608
-                         f" AS declared {self._DAY_CREDITS} ORDER BY c.credited_at, c.entry_id",
+                         f" AS declared, {self._WRONG} AS wrong, (SELECT w.reason FROM wrong_account_credits w"
+                         f" WHERE w.entry_id = c.entry_id) AS wrong_reason {self._DAY_CREDITS}"
+                         " ORDER BY c.credited_at, c.entry_id",
                          {"g": governorate_code, "d": business_date})
+
+    # A credit counts for batch b: it names it, was paid to b's governorate and is not flagged wrong.
+    _COUNTED = ("c.reference = b.batch_id AND c.governorate_code = b.governorate_code AND NOT EXISTS"
+                " (SELECT 1 FROM wrong_account_credits w WHERE w.entry_id = c.entry_id)")
+
+    def flag_wrong_accounts(self, rows: list[tuple[str, str]]) -> None:
+        """(entry_id, reason) of credits paid to an account not their governorate's."""
+        self._many("INSERT INTO wrong_account_credits (entry_id, reason) VALUES (?, ?)"
+                   " ON CONFLICT (entry_id) DO NOTHING", rows)
 
     def day_batches(self, governorate_code: str, business_date: str) -> list[dict[str, Any]]:
         """Declared batches of a day (the first accepted file that declared each), with their credits."""
         return self._all(
-            "SELECT b.*, (SELECT COUNT(*) FROM bank_credits c WHERE c.reference = b.batch_id) AS credits,"
-            " (SELECT COALESCE(SUM(c.amount), 0) FROM bank_credits c WHERE c.reference = b.batch_id) AS credited,"
-            " (SELECT MIN(c.credited_at) FROM bank_credits c WHERE c.reference = b.batch_id) AS first_credit_at,"
-            " (SELECT MAX(c.credited_at) FROM bank_credits c WHERE c.reference = b.batch_id) AS last_credit_at"
+            f"SELECT b.*, (SELECT COUNT(*) FROM bank_credits c WHERE {self._COUNTED}) AS credits,"
+            f" (SELECT COALESCE(SUM(c.amount), 0) FROM bank_credits c WHERE {self._COUNTED}) AS credited,"
+            f" (SELECT MIN(c.credited_at) FROM bank_credits c WHERE {self._COUNTED}) AS first_credit_at,"
+            f" (SELECT MAX(c.credited_at) FROM bank_credits c WHERE {self._COUNTED}) AS last_credit_at"
             " FROM settlement_batches b WHERE b.governorate_code = ? AND b.business_date = ?"
             " AND b.rowid = (SELECT MIN(x.rowid) FROM settlement_batches x WHERE x.batch_id = b.batch_id)"
             " ORDER BY b.batch_id", (governorate_code, business_date))
@@ -1212,20 +1259,37 @@ class Store:
             " GROUP BY f.transaction_number, f.collection_id ON CONFLICT (exception_key) DO NOTHING", params)
         return orphans + twice
 
+    BROKEN_ONE_BY_ONE = 100  # broken lines of a file (per day) named one by one; the rest: one summary exception
+
     def desire_broken_line_exceptions(self, governorate_code: str, business_date: str) -> int:
         """BROKEN_FILE_LINE for the day's unreadable lines: the amount of the payment its surviving
-        transaction number names, else what the batch (or file) declared beyond its readable lines."""
-        return self._run(
-            "INSERT INTO desired_exceptions (exception_key, kind, governorate_code, business_date, file_id, batch_id,"
-            " collection_id, transaction_number, line_number, payment_id, bill_reference, amount, detail)"
-            " SELECT 'BROKEN_FILE_LINE:' || b.file_id || ':' || b.line_number, 'BROKEN_FILE_LINE', :g, :d, b.file_id,"
-            " b.batch_id, b.collection_id, b.transaction_number, b.line_number, p.payment_id, p.bill_reference,"
-            " COALESCE(p.amount, b.fallback_amount), 'line ' || b.line_number || ' of ' || b.file_id"
-            " || ' cannot be read: ' || b.reason"
+        transaction number names, else what the batch (or file) declared beyond its readable lines.
+        The first ``BROKEN_ONE_BY_ONE`` lines of each file are one exception each; the others share one
+        (``BROKEN_FILE_LINE:<file>:REST:<gov>:<date>``: their payments plus the shortfall once), so a file
+        of 200 000 broken lines cannot open 200 000 exceptions."""
+        lines = (
+            "WITH r AS MATERIALIZED (SELECT b.*, p.payment_id, p.bill_reference, p.amount AS payment_amount,"
+            " ROW_NUMBER() OVER (PARTITION BY b.file_id ORDER BY b.line_number) AS n"
             " FROM settlement_broken_lines b LEFT JOIN payments p ON p.payment_id = (SELECT q.payment_id"
             "  FROM payments q WHERE q.external_id = b.transaction_number ORDER BY q.received_at LIMIT 1)"
-            " WHERE b.governorate_code = :g AND b.business_date = :d ON CONFLICT (exception_key) DO NOTHING",
-            {"g": governorate_code, "d": business_date})
+            " WHERE b.governorate_code = :g AND b.business_date = :d)")
+        params = {"g": governorate_code, "d": business_date, "cap": self.BROKEN_ONE_BY_ONE}
+        count = self._run(
+            lines + " INSERT INTO desired_exceptions (exception_key, kind, governorate_code, business_date, file_id,"
+            " batch_id, collection_id, transaction_number, line_number, payment_id, bill_reference, amount, detail)"
+            " SELECT 'BROKEN_FILE_LINE:' || r.file_id || ':' || r.line_number, 'BROKEN_FILE_LINE', :g, :d, r.file_id,"
+            " r.batch_id, r.collection_id, r.transaction_number, r.line_number, r.payment_id, r.bill_reference,"
+            " COALESCE(r.payment_amount, r.fallback_amount), 'line ' || r.line_number || ' of ' || r.file_id"
+            " || ' cannot be read: ' || r.reason FROM r WHERE r.n <= :cap"
+            " ON CONFLICT (exception_key) DO NOTHING", params)
+        return count + self._run(
+            lines + " INSERT INTO desired_exceptions (exception_key, kind, governorate_code, business_date, file_id,"
+            " amount, detail)"
+            " SELECT 'BROKEN_FILE_LINE:' || r.file_id || ':REST:' || :g || ':' || :d, 'BROKEN_FILE_LINE', :g, :d,"
+            " r.file_id, COALESCE(SUM(r.payment_amount), 0) + COALESCE(MAX(CASE WHEN r.payment_amount IS NULL"
+            " THEN r.fallback_amount END), 0), COUNT(*) || ' more lines of ' || r.file_id || ' cannot be read'"
+            " || ' (from line ' || MIN(r.line_number) || ')' FROM r WHERE r.n > :cap GROUP BY r.file_id"
+            " ON CONFLICT (exception_key) DO NOTHING", params)
 
     def add_desired(self, rows: list[dict[str, Any]]) -> None:
         columns = ("exception_key", "kind", "governorate_code", "business_date", "bill_reference", "payment_id",
@@ -1234,6 +1298,22 @@ class Store:
         self._many(f"INSERT INTO desired_exceptions ({', '.join(columns)})"  # noqa: S608 - fixed column names
                    f" VALUES ({', '.join(':' + c for c in columns)}) ON CONFLICT (exception_key) DO NOTHING",
                    [{c: row.get(c) for c in columns} for row in rows])
+
+    def day_has_other_exceptions(self, governorate_code: str, business_date: str, kinds: tuple[str, ...]) -> bool:
+        """Whether this run desires any exception, or the day has an open one of a kind outside ``kinds``
+        (those the run does not re-derive: payments and lines on a credits-only run, intake kinds)."""
+        if self._one("SELECT EXISTS (SELECT 1 FROM desired_exceptions) AS x")["x"]:
+            return True
+        marks = ", ".join("?" for _ in kinds)
+        # A payment of another governorate settled into this day's batch (WRONG_GOVERNORATE, opened on
+        # the payment's own day) explains this day's surplus: the same piasters are not reported twice.
+        row = self._one(f"SELECT EXISTS (SELECT 1 FROM exceptions WHERE governorate_code = ?"  # noqa: S608 - placeholders
+                        f" AND business_date = ? AND status = 'OPEN' AND kind NOT IN ({marks}))"
+                        " OR EXISTS (SELECT 1 FROM exceptions e JOIN settlement_lines l"
+                        "  ON l.transaction_number = e.transaction_number WHERE e.kind = 'WRONG_GOVERNORATE'"
+                        "  AND e.status = 'OPEN' AND l.governorate_code = ? AND l.business_date = ?) AS x",
+                        (governorate_code, business_date, *kinds, governorate_code, business_date))
+        return bool(row["x"])
 
     def add_resolution_reasons(self, reasons: dict[str, str]) -> None:
         self._many("INSERT INTO resolution_reasons (exception_key, reason) VALUES (?, ?)"

@@ -125,7 +125,8 @@ class Batch:
     file_id: str | None = None
     withheld: dict[str, Any] | None = None  # credit_without_file: the fault, and when the batch is released
     credit_faults_asked: bool = False
-    short_by: int = 0  # short_batch: piasters the bank credits less than ``amount``
+    short_asked: int = 0  # short_batch: the fault's params.amount, in piasters
+    short_by: int = 0  # short_batch: piasters the bank credits less than ``amount`` (never more than it)
     credit_late_by: int = 0  # credit_late: business days the bank credit comes after the value date
     faults: list[dict[str, Any]] = field(default_factory=list)
 
@@ -202,7 +203,8 @@ class SettlementModel:
         self.courier = Courier(component, retry)  # credit notices: retried on the clock, then given up
         self.publication = Publication(component, self._lock, retry)
         self.credit_time = parse_hhmm(str(component.own.get("credit_time", "10:00")))
-        component.faults.declare(faults.KINDS, faults.make_validator(self._banked_governorates))
+        component.faults.declare(faults.KINDS, faults.make_validator(
+            self._banked_governorates, lambda day: self.component.calendar.is_business_day(day)))
 
     # --- settings -----------------------------------------------------------------------------
     def _cutoff(self) -> time | None:
@@ -562,8 +564,8 @@ class SettlementModel:
                      "batch_id": batch.batch_id}
             short = self._take(faults.SHORT_BATCH, **attrs)
             if short is not None:
-                batch.short_by = parse_amount(short.params["amount"], "params.amount")
-                batch.faults.append(self._hit(short, amount=format_amount(batch.short_by)))
+                batch.short_asked = parse_amount(short.params["amount"], "params.amount")
+                batch.faults.append(self._hit(short, amount=format_amount(batch.short_asked)))
             late = self._take(faults.CREDIT_LATE, **attrs)
             if late is not None:
                 batch.credit_late_by = faults.business_days(late.params)
@@ -573,6 +575,8 @@ class SettlementModel:
                                               credit_at=iso(batch.credit_at)))
                 if batch.credit_at > at:
                     return None
+        if batch.short_asked:
+            self._cap_shortfall(batch)
         self._close(batch)
         batch.status = CREDITED
         batch.credited_at = at
@@ -612,6 +616,18 @@ class SettlementModel:
                           secret_name="settlement_notice", body=body)
         batch.notice = notice
         return notice
+
+    @staticmethod
+    def _cap_shortfall(batch: Batch) -> None:
+        """A short credit never goes below zero: the bank keeps back at most the batch's ``amount`` as
+        it stands when it is credited (nothing from a debit batch); ``short_by`` and the fault's hit
+        say what was actually withheld (``asked``: the fault's amount, when it was more)."""
+        batch.short_by = min(batch.short_asked, max(batch.amount, 0))
+        for hit in batch.faults:
+            if hit["kind"] == faults.SHORT_BATCH:
+                hit["amount"] = format_amount(batch.short_by)
+                if batch.short_by != batch.short_asked:
+                    hit["asked"] = format_amount(batch.short_asked)
 
 
 def _totals(lines: list[Line]) -> dict[str, Any]:

@@ -349,7 +349,8 @@ class Reference:
                value_date: str = "2026-12-09", credited_at: str = "2026-12-09T10:00:00+02:00",
                entry_id: str | None = None) -> dict[str, str]:
         """One bank statement entry: ``amount`` credited to the governorate for batch ``reference``."""
-        return {"entry_id": entry_id or f"BS-{reference}", "iban": "EG380019000500000000263180002",
+        iban = ((self.settings.get("catalog") or {}).get("governorates") or {}).get(governorate, {}).get("iban", "")
+        return {"entry_id": entry_id or f"BS-{reference}", "iban": iban,  # the governorate's catalog account
                 "governorate_code": governorate, "value_date": value_date, "amount": amount, "currency": "EGP",
                 "reference": reference, "credited_at": self.at(credited_at)}
 

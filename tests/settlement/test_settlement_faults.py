@@ -81,6 +81,34 @@ def test_short_batch_credits_exactly_the_amount_less_and_leaves_the_file_complet
     assert (batch["amount"], batch["credited_amount"], batch["short_by"]) == ("123.00", "102.50", "20.50")
 
 
+def test_short_batch_larger_than_the_batch_credits_zero_never_a_debit(live_settlement, receiver, collection):
+    declare(live_settlement, "short_batch", match={"governorate_code": "01"}, params={"amount": "3000.00"})
+    feed_thursday(live_settlement, collection)
+
+    live_settlement.admin("clock", {"set": MONDAY_EVENING})
+
+    notices = {n["batch_id"]: n for n in bodies(receiver, NOTICES)}
+    assert (notices["B-01-20261203"]["amount"], notices["B-21-20261203"]["amount"]) == ("0.00", "7.00")
+    [statement] = bodies(receiver, STATEMENTS)
+    assert [(e["reference"], e["amount"]) for e in statement["entries"]] == [
+        ("B-01-20261203", "0.00"), ("B-21-20261203", "7.00")]
+    batch = live_settlement.get("/api/batches/B-01-20261203")
+    assert (batch["amount"], batch["credited_amount"], batch["short_by"]) == ("123.00", "0.00", "123.00")
+    [hit] = batch["faults"]
+    assert (hit["kind"], hit["amount"], hit["asked"]) == ("short_batch", "123.00", "3000.00")
+
+
+@pytest.mark.parametrize(("amount", "status"), [("1000000000.00", 201), ("1000000000.01", 422),
+                                                ("999999999999.99", 422)])
+def test_short_batch_amount_is_bounded_at_declaration(client, amount, status):
+    response = client.post("/_admin/faults", json={"direction": "domain", "kind": "short_batch",
+                                                   "params": {"amount": amount}})
+
+    assert response.status_code == status, response.get_json()
+    if status == 422:
+        assert response.get_json()["error"]["field"] == "params.amount"
+
+
 def test_credit_late_keeps_the_files_value_date_but_credits_n_business_days_later(
         live_settlement, receiver, collection):
     declare(live_settlement, "credit_late", match={"batch_id": "B-01-20261203"}, params={"business_days": 2})
@@ -236,6 +264,25 @@ def test_file_broken_line_can_garble_the_amount_of_a_given_line(live_settlement,
     assert ",12,50," in sent_lines[2] and "20.00" not in sent_lines[2]
 
 
+def test_file_broken_line_beyond_the_file_says_nothing_was_damaged_and_is_not_used_up(
+        live_settlement, receiver, collection):
+    fault = declare(live_settlement, "file_broken_line", params={"line": 9}, count=1)
+    feed_thursday(live_settlement, collection)
+
+    live_settlement.admin("clock", {"set": FRIDAY_FILE_RUN})
+
+    [file] = bodies(receiver, FILES)
+    download = live_settlement.http.get(f"{live_settlement.url}/api/settlement-files/2026-12-03").text
+    assert file["content"] == download  # nothing damaged
+    [listed] = live_settlement.get("/api/settlement-files")["files"]
+    [hit] = listed["faults"]
+    assert (hit["kind"], hit["line"], hit["applied"]) == ("file_broken_line", 9, False)
+    assert hit["error"].startswith("line 9 of a 4-line file: nothing damaged")
+    assert listed["error"] is None  # the file itself was sent
+    [held] = live_settlement.get("/_admin/faults")["faults"]
+    assert (held["id"], held["remaining"], held["hits"], held["active"]) == (fault["id"], 1, 0, True)
+
+
 def test_credit_without_file_withholds_the_governorates_batch_but_credits_it(live_settlement, receiver, collection):
     declare(live_settlement, "credit_without_file", match={"governorate_code": "01", "business_date": "2026-12-03"})
     feed_thursday(live_settlement, collection)
@@ -298,6 +345,21 @@ def test_credit_without_file_with_a_late_file_delivers_it_as_the_next_sequence(l
     ({"kind": "file_bad_signature", "match": {"governorate_code": "01"}}, "match.governorate_code"),
     ({"kind": "credit_without_file", "match": {"governorate_code": "1"}}, "match.governorate_code"),
     ({"kind": "credit_without_file", "params": {"file_late_business_days": -1}}, "params.file_late_business_days"),
+    # match values no batch, line or file can ever have (one shared check for every kind)
+    ({"kind": "wrong_governorate", "match": {"governorate_code": "99"}, "params": {"governorate_code": "21"}},
+     "match.governorate_code"),
+    ({"kind": "late_batch", "match": {"governorate_code": 21}}, "match.governorate_code"),
+    ({"kind": "missing_transaction", "match": {"transaction_number": 123}}, "match.transaction_number"),
+    ({"kind": "settled_twice", "match": {"bill_reference": 100200300401}}, "match.bill_reference"),
+    ({"kind": "settled_twice", "match": {"bill_reference": "BILL-1"}}, "match.bill_reference"),
+    ({"kind": "settled_twice", "match": {"transaction_number": ""}}, "match.transaction_number"),
+    ({"kind": "file_duplicated", "match": {"business_date": "2026-12-04"}}, "match.business_date"),  # a Friday
+    ({"kind": "short_batch", "params": {"amount": "1.00"}, "match": {"batch_id": "batch-1"}}, "match.batch_id"),
+    ({"kind": "short_batch", "params": {"amount": "1.00"}, "match": {"batch_id": "B-99-20261203"}},
+     "match.batch_id"),
+    ({"kind": "credit_late", "match": {"batch_id": "B-21-20261203", "governorate_code": "01"}}, "match.batch_id"),
+    ({"kind": "credit_late", "match": {"batch_id": "B-01-20261203", "business_date": "2026-12-07"}},
+     "match.batch_id"),
 ])
 def test_a_fault_the_settlement_could_not_apply_is_refused_naming_the_field(client, spec, field):
     response = client.post("/_admin/faults", json={"direction": "domain", **spec})
@@ -305,6 +367,16 @@ def test_a_fault_the_settlement_could_not_apply_is_refused_naming_the_field(clie
     assert response.status_code == 422, response.get_json()
     assert response.get_json()["error"]["field"] == field
     assert client.get("/_admin/faults").get_json()["faults"] == []
+
+
+@pytest.mark.parametrize("match", [
+    {"governorate_code": "01", "business_date": "2026-12-03", "batch_id": "B-01-20261203"},
+    {"batch_id": "B-21-20261203-2"},
+])
+def test_a_match_that_can_hit_is_stored(client, match):
+    response = client.post("/_admin/faults", json={"direction": "domain", "kind": "credit_late", "match": match})
+
+    assert response.status_code == 201, response.get_json()
 
 
 def test_every_settlement_fault_kind_is_declared(client):

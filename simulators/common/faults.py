@@ -222,6 +222,15 @@ class FaultInjector:
                     return fault
         return None
 
+    def give_back(self, fault: Fault) -> None:
+        """Undo the hit ``take`` counted for a fault that turned out not to apply to the call that took
+        it (e.g. settlement's ``file_broken_line`` naming a line the file does not have): it is not
+        used up and stays for the next call. Under the injector's lock, like ``take``."""
+        with self._lock:
+            fault.hits = max(0, fault.hits - 1)
+            if fault.remaining is not None:
+                fault.remaining += 1
+
     def list(self) -> list[dict[str, Any]]:
         now = self.clock.now()
         with self._lock:

@@ -40,7 +40,6 @@ from .faults import CREDIT_WITHOUT_FILE, FILE_BAD_SIGNATURE, FILE_BROKEN_LINE, F
 
 if TYPE_CHECKING:
     from simulators.common.component import Component
-    from simulators.common.faults import Fault
 
     from .models import Batch, Line
 
@@ -266,7 +265,7 @@ class Publication:
             if line <= len(rows):
                 broken = (line, damage)
             else:  # nothing damaged: said on the file, and the fault is not used up
-                _give_back(fault)
+                self.component.faults.give_back(fault)
                 hit["error"] = (f"line {line} of a {len(rows)}-line file: nothing damaged "
                                 f"(the fault is not counted as hit and stays for the next file)")
             record.faults.append(hit)
@@ -346,15 +345,6 @@ class Publication:
     def statements(self) -> list[dict[str, Any]]:
         with self._lock:
             return [s.to_dict() for _, s in sorted(self._statements.items())]
-
-
-def _give_back(fault: Fault) -> None:
-    """Undo the hit ``take`` counted for a fault that turned out not to apply (``file_broken_line`` on
-    a line the file does not have). Only the file run asks for that kind, under the model's lock, so
-    nothing else changes this fault's counters meanwhile."""
-    fault.hits -= 1
-    if fault.remaining is not None:
-        fault.remaining += 1
 
 
 def _control_totals(batch: Batch) -> dict[str, Any]:
